@@ -1,0 +1,5 @@
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+
+class nnUNetTrainerTCuPGAN(nnUNetTrainer):
+    """Placeholder."""

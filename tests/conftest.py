@@ -1,0 +1,49 @@
+"""Shared test fixtures: isolated nnU-Net folders and a helper to run the real console commands."""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence
+
+import pytest
+
+VENV_BIN = Path(sys.executable).parent
+
+
+def command_path(name: str) -> str:
+    """Absolute path of a console script installed next to the running interpreter (nnUNetv2_*, nnunet_tcup)."""
+    candidate = VENV_BIN / name
+    return str(candidate) if candidate.exists() else name
+
+
+def run_command(args: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: float = 900,
+                check: bool = True) -> subprocess.CompletedProcess:
+    """Run a console command (first element resolved with :func:`command_path`), capturing its output.
+
+    On failure with ``check`` the assertion message holds the command and the tail of stdout/stderr.
+    """
+    argv: List[str] = [command_path(args[0]), *map(str, args[1:])]
+    proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
+    if check and proc.returncode != 0:
+        raise AssertionError(
+            f"command failed ({proc.returncode}): {' '.join(argv)}\n--- stdout ---\n{proc.stdout[-4000:]}\n"
+            f"--- stderr ---\n{proc.stderr[-4000:]}"
+        )
+    return proc
+
+
+@pytest.fixture
+def nnunet_env(tmp_path: Path) -> Dict[str, str]:
+    """Environment for subprocesses with fresh nnUNet_raw / nnUNet_preprocessed / nnUNet_results under tmp_path,
+    CPU-friendly settings (no torch.compile, single-process data loading), and the variables also set in this
+    process so in-process nnU-Net API calls see the same folders."""
+    env = dict(os.environ)
+    for key, sub in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "preprocessed"), ("nnUNet_results", "results")):
+        folder = tmp_path / "nnunet" / sub
+        folder.mkdir(parents=True, exist_ok=True)
+        env[key] = str(folder)
+    env.update({"nnUNet_compile": "f", "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1",
+                "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "2"), "MPLBACKEND": "Agg"})
+    return env
