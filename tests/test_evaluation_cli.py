@@ -1,0 +1,198 @@
+"""`nnunet_tcup evaluate` and the folder API: real NIfTI files, CSV / summary / figure outputs, bad input."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import SimpleITK as sitk
+
+from conftest import run_command
+from nnunet_tcup.cli import main
+from nnunet_tcup.evaluation.folders import (
+    RESULT_COLUMNS, SUMMARY_STATISTICS, evaluate_files, evaluate_folders, read_case_pair, summarize,
+)
+from nnunet_tcup.evaluation.lesionwise import METRIC_COLUMNS, evaluate_case
+
+SPACING_XYZ = (1.0, 1.2, 2.0)
+
+
+def write_nifti(path: Path, labels_zyx: np.ndarray, spacing_xyz=SPACING_XYZ) -> Path:
+    image = sitk.GetImageFromArray(labels_zyx)
+    image.SetSpacing(spacing_xyz)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sitk.WriteImage(image, str(path))
+    return path
+
+
+def make_labels(rng: np.random.Generator, shape=(16, 28, 24), blobs=3) -> np.ndarray:
+    """Small (z, y, x) label volume: SNFH boxes with an ET core and NETC centre."""
+    labels = np.zeros(shape, np.uint8)
+    for _ in range(blobs):
+        lo = rng.integers(1, np.array(shape) - 8)
+        size = rng.integers(4, 8, 3)
+        box = tuple(slice(a, a + s) for a, s in zip(lo, size))
+        labels[box] = 2
+        inner = tuple(slice(a + 1, a + s - 1) for a, s in zip(lo, size))
+        labels[inner] = 3
+        labels[tuple(slice(a + 2, a + s - 2) for a, s in zip(lo, size))] = 1
+    return labels
+
+
+@pytest.fixture
+def dataset(tmp_path: Path):
+    """Three cases (GT, perturbed prediction) as NIfTI in gt/ and pred/; returns (gt_dir, pred_dir, arrays)."""
+    rng = np.random.default_rng(3)
+    arrays = {}
+    for i in range(3):
+        gt = make_labels(rng)
+        pred = np.roll(gt, 1, axis=2)
+        pred[rng.integers(0, 16), rng.integers(0, 28), rng.integers(0, 24)] = 3  # a speck
+        case = f"BraTS-GLI-{i:05d}-000"
+        write_nifti(tmp_path / "gt" / f"{case}.nii.gz", gt)
+        write_nifti(tmp_path / "pred" / f"{case}.nii.gz", pred)
+        arrays[case] = (gt, pred)
+    return tmp_path / "gt", tmp_path / "pred", arrays
+
+
+def expected_rows(arrays, challenge="GLI"):
+    rows = []
+    for case, (gt, pred) in sorted(arrays.items()):
+        # (z, y, x) arrays with (z, y, x) spacing; NIfTI stores the spacing as float32, as the official code reads it
+        spacing = tuple(float(np.float32(s)) for s in SPACING_XYZ[::-1])
+        ev = evaluate_case(gt, pred, spacing, challenge)
+        rows += [{"case": case, "Labels": r, **ev[r].metrics()} for r in ("WT", "TC", "ET")]
+    return pd.DataFrame(rows, columns=list(RESULT_COLUMNS))
+
+
+def outputs(folder: Path):
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_cli_writes_results_summary_lesions_and_figure(dataset, tmp_path):
+    gt_dir, pred_dir, arrays = dataset
+    out = tmp_path / "out" / "results.csv"
+    proc = run_command(["nnunet_tcup", "evaluate", "--gt", gt_dir, "--pred", pred_dir, "--challenge", "GLI", "-o",
+                        out, "--plot", tmp_path / "out" / "fig.png", "--num-workers", "2"], timeout=300)
+    assert outputs(out.parent) == ["fig.png", "results.csv", "results_lesions.csv", "results_summary.csv"]
+    table = pd.read_csv(out)
+    assert list(table.columns) == list(RESULT_COLUMNS)
+    expected = expected_rows(arrays)
+    pd.testing.assert_frame_equal(table, expected, check_dtype=False, rtol=1e-12)
+    summary = pd.read_csv(tmp_path / "out" / "results_summary.csv")
+    assert list(summary.columns) == ["Labels", "Statistic", *METRIC_COLUMNS]
+    assert len(summary) == 15 and list(summary["Statistic"][:5]) == list(SUMMARY_STATISTICS)
+    wt_mean = summary[(summary.Labels == "WT") & (summary.Statistic == "Mean")].iloc[0]
+    assert wt_mean["LesionWise_Score_Dice"] == pytest.approx(expected[expected.Labels == "WT"]
+                                                             ["LesionWise_Score_Dice"].mean())
+    lesions = pd.read_csv(tmp_path / "out" / "results_lesions.csv")
+    assert {"case", "Labels", "lesion_id", "volume_mm3", "matched_components", "dice", "hd95", "scored"} <= \
+        set(lesions.columns) and len(lesions) > 0
+    png = (tmp_path / "out" / "fig.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
+    assert "LW_Dice" in proc.stdout and "Median" in proc.stdout and "results_summary.csv" in proc.stdout
+
+
+def test_folder_api_matches_arrays_and_summary(dataset):
+    gt_dir, pred_dir, arrays = dataset
+    table, lesions = evaluate_folders(gt_dir, pred_dir, "MEN", progress=False, with_lesions=True)
+    pd.testing.assert_frame_equal(table, expected_rows(arrays, "MEN"), check_dtype=False, rtol=1e-12)
+    summary = summarize(table)
+    et = table[table.Labels == "ET"]["Legacy_HD95"]
+    stats = summary[summary.Labels == "ET"].set_index("Statistic")["Legacy_HD95"]
+    assert stats["Mean"] == pytest.approx(et.mean()) and stats["StdDev"] == pytest.approx(et.std(ddof=1))
+    assert stats["Median"] == pytest.approx(et.median())
+    assert stats["25quantile"] == pytest.approx(np.percentile(et, 25))
+    assert stats["75quantile"] == pytest.approx(np.percentile(et, 75))
+    # files are evaluated in NIfTI (x, y, z) order: spacing reported in that order
+    case = sorted(arrays)[0]
+    ev = evaluate_files(gt_dir / f"{case}.nii.gz", pred_dir / f"{case}.nii.gz", "GLI")
+    assert ev.spacing == pytest.approx(SPACING_XYZ)
+    assert set(lesions["case"]) == set(arrays)
+
+
+def run_cli(args, capsys):
+    code = main(["evaluate", *map(str, args)])
+    return code, capsys.readouterr().err
+
+
+def base_args(gt_dir, pred_dir, out):
+    return ["--gt", gt_dir, "--pred", pred_dir, "--challenge", "GLI", "-o", out, "--no-progress"]
+
+
+def test_shape_and_spacing_mismatch_name_the_file(dataset, tmp_path, capsys):
+    gt_dir, pred_dir, arrays = dataset
+    case = sorted(arrays)[1]
+    bad = pred_dir / f"{case}.nii.gz"
+    out = tmp_path / "out" / "r.csv"
+    write_nifti(bad, np.zeros((16, 28, 25), np.uint8))
+    code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
+    assert code == 1 and str(bad) in err and "shape" in err
+    write_nifti(bad, arrays[case][1], spacing_xyz=(1.0, 1.0, 2.0))
+    code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
+    assert code == 1 and str(bad) in err and "spacing" in err
+    assert outputs(out.parent) == []
+
+
+def test_missing_prediction_errors_unless_missing_as_empty(dataset, tmp_path, capsys):
+    gt_dir, pred_dir, arrays = dataset
+    case = sorted(arrays)[2]
+    (pred_dir / f"{case}.nii.gz").unlink()
+    out = tmp_path / "out" / "r.csv"
+    code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
+    assert code == 1 and f"{case}.nii.gz" in err and "--missing-as-empty" in err
+    assert outputs(out.parent) == []
+    code, _ = run_cli(base_args(gt_dir, pred_dir, out) + ["--missing-as-empty"], capsys)
+    assert code == 0
+    row = pd.read_csv(out).set_index(["case", "Labels"]).loc[(case, "WT")]
+    assert (row["Num_TP"], row["Num_FP"], row["LesionWise_Score_Dice"], row["Legacy_Dice"]) == (0, 0, 0.0, 0.0)
+    assert row["Num_FN"] >= 1 and row["LesionWise_Score_HD95"] == 374.0
+    # an existing output is not replaced without --overwrite
+    code, err = run_cli(base_args(gt_dir, pred_dir, out) + ["--missing-as-empty"], capsys)
+    assert code == 1 and "already exists" in err and "--overwrite" in err
+    assert run_cli(base_args(gt_dir, pred_dir, out) + ["--missing-as-empty", "--overwrite"], capsys)[0] == 0
+
+
+def test_bad_labels_unreadable_files_and_folders(dataset, tmp_path, capsys):
+    gt_dir, pred_dir, arrays = dataset
+    cases = sorted(arrays)
+    out = tmp_path / "out" / "r.csv"
+    bad = pred_dir / f"{cases[0]}.nii.gz"
+    write_nifti(bad, arrays[cases[0]][1] * 2)  # labels up to 6
+    code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
+    assert code == 1 and str(bad) in err and "labels must be 0-3" in err and "4" in err
+    bad.write_bytes(b"not a nifti file at all")
+    code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
+    assert code == 1 and str(bad) in err and "cannot read" in err
+    write_nifti(pred_dir / "BraTS-GLI-99999-000.nii.gz", arrays[cases[1]][1])
+    code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
+    assert code == 1 and "BraTS-GLI-99999-000.nii.gz" in err and "without ground truth" in err
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, err = run_cli(base_args(empty, pred_dir, out), capsys)
+    assert code == 1 and str(empty) in err and "no .nii.gz" in err
+    code, err = run_cli(base_args(tmp_path / "nowhere", pred_dir, out), capsys)
+    assert code == 1 and "not a directory" in err
+    code, err = run_cli(base_args(gt_dir, pred_dir, out) + ["--plot", tmp_path / "fig.jpg"], capsys)
+    assert code == 1 and ".png" in err
+    assert outputs(out.parent) == [] and not (tmp_path / "fig.jpg").exists()
+
+
+def test_worker_error_leaves_no_output(dataset, tmp_path, capsys):
+    gt_dir, pred_dir, arrays = dataset
+    bad = pred_dir / f"{sorted(arrays)[1]}.nii.gz"
+    bad.write_bytes(b"\x1f\x8b truncated")
+    out = tmp_path / "out" / "r.csv"
+    code, err = run_cli(base_args(gt_dir, pred_dir, out) + ["--num-workers", "2", "--plot", tmp_path / "f.png"],
+                        capsys)
+    assert code == 1 and str(bad) in err
+    assert outputs(out.parent) == [] and not (tmp_path / "f.png").exists()
+
+
+def test_read_case_pair_returns_xyz_views(dataset):
+    gt_dir, pred_dir, arrays = dataset
+    case = sorted(arrays)[0]
+    gt, pred, spacing = read_case_pair(gt_dir / f"{case}.nii.gz", None)
+    assert gt.shape == arrays[case][0].shape[::-1] and spacing == pytest.approx(SPACING_XYZ)
+    assert np.array_equal(gt, arrays[case][0].T) and not pred.any()
