@@ -1,9 +1,11 @@
 """File I/O shared by every part: NIfTI reading with errors that name the file, and atomic writes.
 
-Atomic write contract: data is written to a hidden temporary file next to the target (``.NAME.partial-PID``, which
-never ends in ``.nii.gz`` and so is never taken for a case by nnU-Net or by us) and moved into place with
-``os.replace`` only when complete. An interrupted run therefore leaves either the old file, no file, or a stray
-``*.partial-*`` file that later runs ignore and clean up.
+Atomic write contract: data is written to a hidden temporary file next to the target (``.STEM.partial-PID.EXT``,
+keeping the extension so that nibabel / SimpleITK pick the right format) and moved into place with ``os.replace``
+only when complete. An interrupted run therefore leaves the old file, no file, or, after a hard kill, a stray hidden
+``.*.partial-*`` file. Our own readers skip those (:func:`is_partial_file`) and our writers delete them on the next
+run (:func:`remove_stale_partials`); nnU-Net's folder scans would not skip them, which is why the converter cleans
+its output folders before it writes ``dataset.json``.
 """
 from __future__ import annotations
 

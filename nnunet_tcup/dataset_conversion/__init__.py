@@ -1,1 +1,34 @@
-"""dataset_conversion"""
+"""BraTS 2023 <-> nnU-Net v2 conversion (``nnunet_tcup convert`` / ``nnunet_tcup export``).
+
+Public API::
+
+    convert_brats2023(challenge, dataset_id, train_dir, test_dir=None, mode="regions", num_workers=None,
+                      raw_dir=None, progress=True) -> ConversionSummary
+    export_predictions(pred_dir, out_dir, challenge, source=None, num_workers=None, overwrite=False,
+                       progress=True) -> ExportSummary
+
+Channels 0000-0003 = t1n, t1c, t2w, t2f. Layout, dataset.json and the resume design: :mod:`.brats2023` and
+:mod:`.manifest`; checks: :mod:`.validation`; predictions back to BraTS files: :mod:`.export`.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+# Imported lazily (PEP 562) so that ``nnunet_tcup.dataset_conversion.cli`` stays light for ``nnunet_tcup -h``.
+_EXPORTS = {
+    "ConversionSummary": "nnunet_tcup.dataset_conversion.brats2023",
+    "convert_brats2023": "nnunet_tcup.dataset_conversion.brats2023",
+    "dataset_name": "nnunet_tcup.dataset_conversion.brats2023",
+    "ExportSummary": "nnunet_tcup.dataset_conversion.export",
+    "export_predictions": "nnunet_tcup.dataset_conversion.export",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(_EXPORTS[name]), name)
+        globals()[name] = value
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,222 @@
+"""nnU-Net predictions -> BraTS 2023 submission files ``BraTS-CH-NNNNN-NNN.nii.gz``.
+
+Input: ``PRED_DIR/CASE.nii.gz`` as written by ``nnUNetv2_predict`` for a dataset made by ``nnunet_tcup convert``. In
+both modes the predicted values already are 2023 labels (``regions`` mode: nnU-Net paints WT -> 2, TC -> 1, ET -> 3
+following ``regions_class_order`` [2, 1, 3]; ``labels`` mode: classes 1/2/3 are NETC/SNFH/ET), so no value is
+remapped: values are checked to be integers in {0, 1, 2, 3} and stored as uint8.
+
+Geometry: with ``source`` (recommended), each output gets the exact shape, affine and header (data type set to
+uint8) of the source case's first channel, found as the first existing of
+
+- ``SOURCE/CASE_0000.nii.gz``           (an nnU-Net images folder, e.g. the imagesTs given to nnUNetv2_predict)
+- ``SOURCE/imagesTs/CASE_0000.nii.gz``, ``SOURCE/imagesTr/CASE_0000.nii.gz``   (a converted dataset folder)
+- ``SOURCE/CASE/CASE-t1n.nii.gz``       (the original BraTS case folders)
+
+and the prediction must have that shape and affine (to 1e-3 mm), else an error names both files. Without
+``source``, the prediction's own geometry is kept (nnU-Net writes predictions in the geometry of its input).
+
+Safety: everything is checked before anything is written; an existing output file that differs from what would be
+written is an error unless ``overwrite``; identical ones are left untouched; writes are atomic.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import List, Optional, Sequence
+
+from nnunet_tcup.challenges import check_challenge
+from nnunet_tcup.dataset_conversion._parallel import default_num_workers, map_cases
+from nnunet_tcup.dataset_conversion.brats2023 import CASE_ID_PATTERN, FILE_ENDING, REGION_LABELS, REGIONS_CLASS_ORDER
+from nnunet_tcup.io_utils import atomic_output, list_nifti_cases
+
+#: Largest affine difference (mm) accepted between a prediction and its source case.
+EXPORT_AFFINE_TOLERANCE_MM = 1e-3
+
+
+def _region_pairs(labels: dict, class_order: Sequence[int]) -> set:
+    regions = [v for k, v in labels.items() if not (isinstance(v, int) and v == 0)]
+    return {(tuple(sorted(v if isinstance(v, list) else [v])), int(c)) for v, c in zip(regions, class_order)}
+
+
+def check_prediction_dataset_json(pred_dir: Path) -> None:
+    """If ``PRED_DIR/dataset.json`` (copied there by nnUNetv2_predict) declares regions, they must paint 2023 labels
+    (WT -> 2, TC -> 1, ET -> 3) as ``nnunet_tcup convert`` sets up; else ValueError (e.g. a BraTS 2021-style remap)."""
+    path = Path(pred_dir) / "dataset.json"
+    if not path.is_file():
+        return
+    try:
+        with open(path) as f:
+            obj = json.load(f)
+        labels = obj["labels"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: cannot read the labels of the dataset the predictions come from ({e})") from e
+    order = obj.get("regions_class_order")
+    if order is None:
+        return
+    wanted = _region_pairs(REGION_LABELS, REGIONS_CLASS_ORDER)
+    if _region_pairs(labels, order) != wanted or len(order) != len(wanted):
+        raise ValueError(f"{path}: the predictions come from a region dataset whose regions/regions_class_order "
+                         f"({labels}, {order}) do not paint BraTS 2023 labels; expected {REGION_LABELS} with "
+                         f"regions_class_order {REGIONS_CLASS_ORDER} (as made by nnunet_tcup convert)")
+
+
+def find_source_reference(source: Path, case_id: str) -> Path:
+    """The file whose geometry the exported ``case_id`` gets (see the module docstring); ValueError if none exists."""
+    source = Path(source)
+    candidates = [source / f"{case_id}_0000{FILE_ENDING}", source / "imagesTs" / f"{case_id}_0000{FILE_ENDING}",
+                  source / "imagesTr" / f"{case_id}_0000{FILE_ENDING}",
+                  source / case_id / f"{case_id}-t1n{FILE_ENDING}"]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    raise ValueError(f"case {case_id}: no source image found in {source} (looked for "
+                     f"{', '.join(str(c.relative_to(source)) for c in candidates)})")
+
+
+@dataclass(frozen=True)
+class ExportTask:
+    case_id: str
+    prediction: Path
+    reference: Optional[Path]
+    target: Path
+    overwrite: bool
+
+
+@dataclass
+class ExportCheck:
+    """``write``, ``unchanged`` (identical output already there) or ``error`` (with the message)."""
+
+    task: ExportTask
+    status: str
+    error: Optional[str] = None
+
+
+def _load_header(path: Path):
+    import nibabel as nib
+
+    try:
+        return nib.load(str(path))
+    except Exception as e:
+        raise ValueError(f"{path}: cannot read NIfTI header ({type(e).__name__}: {e})") from e
+
+
+def _submission_image(task: ExportTask):
+    """Checked uint8 label image for ``task`` in its reference geometry (ValueError naming the file otherwise)."""
+    import nibabel as nib
+    import numpy as np
+
+    from nnunet_tcup.dataset_conversion.validation import Geometry, geometry_problem, label_problem
+    from nnunet_tcup.io_utils import load_nifti
+
+    prediction = load_nifti(task.prediction)
+    if len(prediction.shape) != 3:
+        raise ValueError(f"case {task.case_id}: {task.prediction}: expected a 3D volume, got shape "
+                         f"{tuple(prediction.shape)}")
+    data = prediction.get_fdata(dtype=np.float32, caching="fill")
+    problem = label_problem(data)
+    if problem:
+        raise ValueError(f"case {task.case_id}: {task.prediction}: {problem}")
+    reference = prediction if task.reference is None else _load_header(task.reference)
+    if task.reference is not None:
+        problem = geometry_problem(Geometry.of(prediction), Geometry.of(reference), str(task.reference),
+                                   affine_tolerance=EXPORT_AFFINE_TOLERANCE_MM)
+        if problem:
+            raise ValueError(f"case {task.case_id}: {task.prediction}: does not match its source case: {problem}")
+    header = reference.header.copy()
+    header["cal_min"], header["cal_max"] = 0, 0
+    out = nib.Nifti1Image(np.rint(data).astype(np.uint8), reference.affine, header)
+    out.set_data_dtype(np.uint8)
+    return out
+
+
+def _same_image(path: Path, image) -> bool:
+    import numpy as np
+
+    from nnunet_tcup.io_utils import load_nifti
+
+    try:
+        existing = load_nifti(path)
+    except ValueError:
+        return False
+    return (existing.shape == image.shape and existing.get_data_dtype() == np.uint8
+            and np.array_equal(existing.affine, image.affine)
+            and np.array_equal(np.asanyarray(existing.dataobj), np.asanyarray(image.dataobj)))
+
+
+def check_export(task: ExportTask) -> ExportCheck:
+    """Validate one prediction (labels, geometry against its source) and any existing output; writes nothing."""
+    try:
+        image = _submission_image(task)
+        if task.target.exists():
+            if _same_image(task.target, image):
+                return ExportCheck(task, "unchanged")
+            if not task.overwrite:
+                raise ValueError(f"case {task.case_id}: {task.target}: already exists and differs from the export of "
+                                 f"{task.prediction}; not overwriting it (remove it or pass --overwrite)")
+        return ExportCheck(task, "write")
+    except ValueError as e:
+        return ExportCheck(task, "error", error=str(e))
+
+
+def write_export(task: ExportTask) -> str:
+    """Write one submission file atomically; return the case id."""
+    import nibabel as nib
+
+    image = _submission_image(task)
+    with atomic_output(task.target) as tmp:
+        nib.save(image, str(tmp))
+    return task.case_id
+
+
+@dataclass
+class ExportSummary:
+    out_dir: Path
+    written: List[str]
+    unchanged: List[str]
+
+
+def export_predictions(pred_dir: Path, out_dir: Path, challenge: str, source: Optional[Path] = None,
+                       num_workers: Optional[int] = None, overwrite: bool = False,
+                       progress: bool = True) -> ExportSummary:
+    """Export every ``PRED_DIR/BraTS-CH-NNNNN-NNN.nii.gz`` to ``OUT_DIR/BraTS-CH-NNNNN-NNN.nii.gz`` (uint8, 2023
+    labels, source geometry). All predictions are checked first; if any fails, one ValueError lists every failing
+    file and nothing is written."""
+    challenge = check_challenge(challenge)
+    pred_dir, out_dir = Path(pred_dir), Path(out_dir)
+    workers = default_num_workers() if num_workers is None else int(num_workers)
+    if workers < 1:
+        raise ValueError(f"--num-workers must be >= 1, got {workers}")
+    case_ids = list_nifti_cases(pred_dir)
+    if not case_ids:
+        raise ValueError(f"{pred_dir}: no *{FILE_ENDING} predictions found")
+    for case_id in case_ids:
+        match = CASE_ID_PATTERN.match(case_id)
+        if match is None:
+            raise ValueError(f"{pred_dir / (case_id + FILE_ENDING)}: not a BraTS 2023 case name (expected "
+                             f"BraTS-{challenge}-NNNNN-NNN{FILE_ENDING})")
+        if match.group("challenge") != challenge:
+            raise ValueError(f"{pred_dir / (case_id + FILE_ENDING)}: case of challenge {match.group('challenge')}, "
+                             f"but --challenge is {challenge}")
+    check_prediction_dataset_json(pred_dir)
+    if source is not None and not Path(source).is_dir():
+        raise ValueError(f"{source}: --source is not a directory")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise ValueError(f"{out_dir}: exists and is not a directory")
+    if out_dir.resolve() == pred_dir.resolve():
+        raise ValueError(f"{out_dir}: the output folder must differ from the prediction folder")
+    tasks = [ExportTask(c, pred_dir / f"{c}{FILE_ENDING}",
+                        find_source_reference(Path(source), c) if source is not None else None,
+                        out_dir / f"{c}{FILE_ENDING}", overwrite) for c in case_ids]
+    checks = map_cases(check_export, tasks, workers, desc=f"checking {challenge} predictions", progress=progress)
+    errors = [c.error for c in checks if c.status == "error"]
+    if errors:
+        shown = "\n".join(f"  - {e}" for e in errors[:20])
+        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+        raise ValueError(f"{len(errors)} of {len(checks)} prediction(s) failed the checks; nothing was written:\n"
+                         f"{shown}{more}")
+    to_write = [c.task for c in checks if c.status == "write"]
+    out_dir.mkdir(parents=True, exist_ok=True)
+    map_cases(write_export, to_write, workers, desc=f"exporting {challenge}", progress=progress)
+    return ExportSummary(out_dir, [t.case_id for t in to_write], [c.task.case_id for c in checks
+                                                                   if c.status == "unchanged"])
