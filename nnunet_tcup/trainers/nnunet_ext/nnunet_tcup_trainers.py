@@ -5,4 +5,7 @@ their ``__module__`` is a normal importable path (pickling, spawned workers, che
 """
 from nnunet_tcup.trainers.nnUNetTrainerTCuPGAN import (  # noqa: F401
     nnUNetTrainerTCuPGAN,
+    nnUNetTrainerTCuPGAN_5epochs,
+    nnUNetTrainerTCuPGAN_finetune,
+    nnUNetTrainerTCuPGAN_tiny,
 )
