@@ -44,6 +44,10 @@ def nnunet_env(tmp_path: Path) -> Dict[str, str]:
         folder = tmp_path / "nnunet" / sub
         folder.mkdir(parents=True, exist_ok=True)
         env[key] = str(folder)
+    # nnUNet_n_proc_DA=0 loads training data in the main process; nnUNetv2_plan_and_preprocess needs >= 1 (its
+    # planner calls torch.set_num_threads with it), so tests override it for planning. OMP_WAIT_POLICY=PASSIVE
+    # keeps 2-thread torch from spinning when the machine is busy.
     env.update({"nnUNet_compile": "f", "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1",
-                "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "2"), "MPLBACKEND": "Agg"})
+                "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "2"), "OMP_WAIT_POLICY": "PASSIVE",
+                "MPLBACKEND": "Agg"})
     return env
