@@ -17,11 +17,21 @@ from typing import Dict, List
 
 import nnunetv2
 
-import nnunet_tcup
 from conftest import run_command
 from test_trainer_support import with_user_trainer_folder, write_user_trainers
 
-SHIM_DIR = Path(nnunet_tcup.__file__).resolve().parent / "trainers" / "nnunet_ext"
+
+
+def _installed_package_dir() -> Path:
+    """Folder of the *installed* nnunet_tcup, as a fresh interpreter outside the checkout sees it (pytest run from
+    the repository root imports the source tree instead, which differs from site-packages for a normal install)."""
+    proc = subprocess.run([sys.executable, "-c", "import nnunet_tcup, os; print(os.path.dirname(nnunet_tcup.__file__))"],
+                          cwd="/", capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return Path(proc.stdout.strip().splitlines()[-1])
+
+
+SHIM_DIR = _installed_package_dir() / "trainers" / "nnunet_ext"
 NNUNET_DIR = Path(nnunetv2.__file__).resolve().parent
 OUR_TRAINERS = ("nnUNetTrainerTCuPGAN", "nnUNetTrainerTCuPGAN_finetune", "nnUNetTrainerTCuPGAN_tiny",
                 "nnUNetTrainerTCuPGAN_5epochs")
