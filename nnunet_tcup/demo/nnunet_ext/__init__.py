@@ -1,0 +1,1 @@
+"""Re-export shim folder for the demo trainers (added to ``nnUNet_extTrainer`` by the demo for its subprocesses)."""

@@ -1,0 +1,282 @@
+"""The demo's steps: the real user path, as the console commands a BraTS researcher runs.
+
+synth (training and held-out cases) -> convert -> nnUNetv2_plan_and_preprocess -> nnUNetv2_train (each fold)
+-> nnUNetv2_predict (fold ensemble on the held-out cases) -> nnunet_tcup postprocess tune (on the cross-validation
+predictions) -> nnUNetv2_apply_postprocessing -> nnunet_tcup evaluate (before and after post-processing)
+-> nnunet_tcup export -> report. With a baseline, the training-to-export part is repeated for stock nnU-Net.
+"""
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional
+
+from nnunet_tcup.demo.config import DemoSettings, TrainingBudget
+from nnunet_tcup.demo.pipeline import ProgressSpec, Step
+from nnunet_tcup.io_utils import atomic_output
+
+DEMO_SHIM_DIR = Path(__file__).resolve().parent / "nnunet_ext"
+NNUNET_PATH_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+
+
+def command_path(name: str) -> str:
+    """A console script next to the running interpreter (the same environment), else the bare name for PATH."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+@dataclass(frozen=True)
+class ModelRun:
+    """One trained model of the demo: ``key`` names its folders and steps, ``label`` is shown in the report."""
+
+    key: str
+    label: str
+    trainer: str
+    budget: Optional[TrainingBudget] = None  # None: the settings' budget (set for all subprocesses)
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    """Where everything lives. nnU-Net's three folders are inside the work dir unless ``nnunet_dirs`` is given."""
+
+    work_dir: Path
+    settings: DemoSettings
+    nnunet_dirs: Optional[Mapping[str, str]] = None
+
+    def nnunet_dir(self, variable: str) -> Path:
+        if self.nnunet_dirs is not None:
+            return Path(self.nnunet_dirs[variable])
+        return self.work_dir / variable
+
+    @property
+    def brats_train(self) -> Path:
+        return self.work_dir / "brats" / "train"
+
+    @property
+    def brats_heldout(self) -> Path:
+        return self.work_dir / "brats" / "heldout"
+
+    @property
+    def raw_dataset(self) -> Path:
+        return self.nnunet_dir("nnUNet_raw") / self.settings.dataset_name
+
+    @property
+    def images_test(self) -> Path:
+        return self.raw_dataset / "imagesTs"
+
+    @property
+    def preprocessed_dataset(self) -> Path:
+        return self.nnunet_dir("nnUNet_preprocessed") / self.settings.dataset_name
+
+    @property
+    def plans_file(self) -> Path:
+        return self.preprocessed_dataset / f"{self.settings.plans}.json"
+
+    @property
+    def heldout_labels(self) -> Path:
+        """Ground truth of the held-out cases, named like nnU-Net's predictions (``CASE.nii.gz``)."""
+        return self.work_dir / "heldout_labels"
+
+    @property
+    def report_dir(self) -> Path:
+        return self.work_dir / "report"
+
+    def results_folder(self, model: ModelRun) -> Path:
+        s = self.settings
+        return (self.nnunet_dir("nnUNet_results") / s.dataset_name
+                / f"{model.trainer}__{s.plans}__{s.configuration}")
+
+    def fold_folder(self, model: ModelRun, fold: int) -> Path:
+        return self.results_folder(model) / f"fold_{fold}"
+
+    def crossval_folder(self, model: ModelRun) -> Path:
+        """Where nnUNetv2_find_best_configuration (and our tuner) put postprocessing.pkl for these folds."""
+        folds = "_".join(str(f) for f in self.settings.folds)
+        return self.results_folder(model) / f"crossval_results_folds_{folds}"
+
+    def postprocessing_pkl(self, model: ModelRun) -> Path:
+        return self.crossval_folder(model) / "postprocessing.pkl"
+
+    def predictions(self, model: ModelRun, postprocessed: bool) -> Path:
+        return self.work_dir / "predictions" / model.key / ("postprocessed" if postprocessed else "raw")
+
+    def submission(self, model: ModelRun) -> Path:
+        return self.work_dir / "submission" / model.key
+
+    def metrics_csv(self, model: ModelRun, postprocessed: bool) -> Path:
+        return self.report_dir / f"metrics_{model.key}_{'after' if postprocessed else 'before'}_pp.csv"
+
+    def metrics_plot(self, model: ModelRun, postprocessed: bool) -> Path:
+        return self.metrics_csv(model, postprocessed).with_suffix(".png")
+
+
+def models_for(settings: DemoSettings, baseline: bool) -> List[ModelRun]:
+    """TCuP-GAN, and stock nnU-Net with the same training budget when ``baseline``."""
+    models = [ModelRun("tcupgan", "TCuP-GAN", settings.trainer)]
+    if baseline:
+        models.append(ModelRun("baseline", "nnU-Net (stock nnUNetTrainer)", settings.baseline_trainer,
+                               budget=baseline_budget(settings)))
+    return models
+
+
+def baseline_budget(settings: DemoSettings) -> TrainingBudget:
+    """The stock trainer's budget: the demo budget, or in full mode TCuP-GAN's own schedule (30 epochs of one pass
+    over a fold's training cases at the batch size 2 that nnU-Net plans for full-size BraTS)."""
+    if settings.budget is not None:
+        return settings.budget
+    n_train = settings.train_cases - settings.train_cases // 5  # nnU-Net's 5-fold split
+    n_val = settings.train_cases // 5
+    return TrainingBudget(epochs=30, iterations=max(1, math.ceil(n_train / 2)),
+                          val_iterations=max(1, min(50, math.ceil(n_val / 2))))
+
+
+def subprocess_environment(paths: DemoPaths, device: str, num_processes: int,
+                           base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """Environment of the demo's subprocesses: nnU-Net folders, the demo trainers' shim and budget, CPU settings.
+
+    The user's own environment is not modified; variables the user already set for CPU threads, data
+    augmentation workers or torch.compile are kept.
+    """
+    env = dict(os.environ if base is None else base)
+    if paths.nnunet_dirs is None:
+        for variable in NNUNET_PATH_VARIABLES:
+            env[variable] = str(paths.nnunet_dir(variable))
+    entries = [e for e in env.get("nnUNet_extTrainer", "").split(os.pathsep) if e]
+    if str(DEMO_SHIM_DIR) not in entries:
+        entries.append(str(DEMO_SHIM_DIR))
+    env["nnUNet_extTrainer"] = os.pathsep.join(entries)
+    if paths.settings.budget is not None:
+        env.update(paths.settings.budget.as_environment())
+    env["PYTHONUNBUFFERED"] = "1"  # live progress in the step logs
+    env["MPLBACKEND"] = "Agg"
+    # nnU-Net's default worker count (validation export, apply_postprocessing pools) is 8 spawned processes
+    env.setdefault("nnUNet_def_n_proc", str(num_processes))
+    if device == "cpu":
+        env.setdefault("nnUNet_compile", "f")
+        # nnUNetv2_train/_predict use one torch thread per core; on a busy machine OpenMP's spinning threads then
+        # slow the many small ConvLSTM kernels down by an order of magnitude. Passive waiting avoids that.
+        env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    return env
+
+
+def training_environment(device: str, budget: Optional[TrainingBudget]) -> Dict[str, str]:
+    """Extra variables of a training step: its budget, and on CPU data augmentation in the main process
+    (``nnUNet_n_proc_DA=0``; background workers only compete with the training for the few cores) unless the user
+    set nnUNet_n_proc_DA. Not used for planning, whose VRAM estimate calls ``torch.set_num_threads`` with it."""
+    env = budget.as_environment() if budget is not None else {}
+    if device == "cpu" and "nnUNet_n_proc_DA" not in os.environ:
+        env["nnUNet_n_proc_DA"] = "0"
+    return env
+
+
+def _train_progress(budget: Optional[TrainingBudget]) -> Optional[ProgressSpec]:
+    epochs = budget.epochs if budget is not None else 30  # nnUNetTrainerTCuPGAN: the paper's 30 epochs
+    return ProgressSpec(pattern=r": Epoch \d+\s*$", total=epochs, unit="epoch",
+                        echo=r": (Epoch \d+\s*$|train_loss|val_loss|Pseudo dice|Epoch time|generator adversarial loss)")
+
+
+def build_steps(paths: DemoPaths, device: str, baseline: bool, num_processes: int,
+                report_action) -> List[Step]:
+    """All steps of a demo run, in order. ``report_action`` is the callable that writes the report."""
+    s = paths.settings
+    nnunet_tcup = command_path("nnunet_tcup")
+    shape = [] if s.shape is None else ["--shape", *map(str, s.shape)]
+    np_ = str(num_processes)
+    steps: List[Step] = [
+        Step("synth_train", f"synthesise {s.train_cases} {s.challenge}-like training cases",
+             command=[nnunet_tcup, "synth", paths.brats_train, "--challenge", s.challenge,
+                      "--cases", s.train_cases, "--seed", s.seed, "--num-workers", np_, *shape],
+             outputs=[paths.brats_train]),
+        Step("synth_heldout", f"synthesise {s.test_cases} held-out cases",
+             command=[nnunet_tcup, "synth", paths.brats_heldout, "--challenge", s.challenge,
+                      "--cases", s.test_cases, "--seed", s.seed + 1, "--start-index", s.train_cases + 1,
+                      "--num-workers", np_, *shape],
+             outputs=[paths.brats_heldout]),
+        Step("convert", f"convert to nnU-Net's raw format ({s.dataset_name})",
+             command=[nnunet_tcup, "convert", "--challenge", s.challenge, "--dataset-id", s.dataset_id,
+                      "--train", paths.brats_train, "--test", paths.brats_heldout, "--num-workers", np_,
+                      "--no-progress"],
+             outputs=[paths.raw_dataset / "dataset.json", paths.images_test]),
+        Step("heldout_labels", "collect the held-out ground truth for evaluation",
+             action=lambda: collect_heldout_labels(paths.images_test, paths.brats_heldout, paths.heldout_labels),
+             outputs=[paths.heldout_labels]),
+        Step("plan_and_preprocess", "nnU-Net fingerprint, plans and preprocessing (3d_fullres)",
+             command=[command_path("nnUNetv2_plan_and_preprocess"), "-d", s.dataset_id, "-c", s.configuration,
+                      "-np", np_, "-npfp", np_, "--verify_dataset_integrity"],
+             outputs=[paths.plans_file]),
+    ]
+    for model in models_for(s, baseline):
+        steps.extend(model_steps(paths, model, device, num_processes))
+    steps.append(Step("report", "write the report (tables, figures, overlays)", action=report_action,
+                      outputs=[paths.report_dir / "report.md"]))
+    return steps
+
+
+def model_steps(paths: DemoPaths, model: ModelRun, device: str, num_processes: int) -> List[Step]:
+    """Train every fold, predict the held-out cases with the fold ensemble, tune and apply post-processing,
+    evaluate before and after it, and export BraTS submission files."""
+    s = paths.settings
+    nnunet_tcup = command_path("nnunet_tcup")
+    folds = [str(f) for f in s.folds]
+    np_ = str(num_processes)
+    raw, pp = paths.predictions(model, False), paths.predictions(model, True)
+    steps = [
+        Step(f"train_{model.key}_fold{fold}", f"train {model.label} ({model.trainer}), fold {fold}",
+             command=[command_path("nnUNetv2_train"), s.dataset_id, s.configuration, fold, "-tr", model.trainer,
+                      "-p", s.plans, "-device", device, "--c"],
+             outputs=[paths.fold_folder(model, fold) / "checkpoint_final.pth",
+                      paths.fold_folder(model, fold) / "progress.png"],
+             progress=_train_progress(model.budget or s.budget),
+             env=training_environment(device, model.budget))
+        for fold in s.folds
+    ]
+    steps += [
+        Step(f"predict_{model.key}", f"predict the held-out cases with the ensemble of folds {' '.join(folds)}",
+             command=[command_path("nnUNetv2_predict"), "-i", paths.images_test, "-o", raw, "-d", s.dataset_id,
+                      "-c", s.configuration, "-tr", model.trainer, "-p", s.plans, "-f", *folds,
+                      "-device", device, "-npp", "1", "-nps", "1", "--disable_progress_bar"],
+             outputs=[raw],
+             progress=ProgressSpec(pattern=r"^Predicting ", total=s.test_cases, unit="case")),
+        Step(f"postprocess_tune_{model.key}", "tune the lesion filter on the cross-validation predictions",
+             command=[nnunet_tcup, "postprocess", "tune", "-d", s.dataset_id, "-tr", model.trainer,
+                      "-p", s.plans, "-c", s.configuration, "-f", *folds, "--challenge", s.challenge],
+             outputs=[paths.postprocessing_pkl(model)]),
+        Step(f"postprocess_apply_{model.key}", "apply it with nnUNetv2_apply_postprocessing",
+             command=[command_path("nnUNetv2_apply_postprocessing"), "-i", raw, "-o", pp,
+                      "-pp_pkl_file", paths.postprocessing_pkl(model), "-np", np_],
+             outputs=[pp]),
+    ]
+    for postprocessed, pred in ((False, raw), (True, pp)):
+        when = "after" if postprocessed else "before"
+        steps.append(Step(
+            f"evaluate_{model.key}_{when}_pp", f"lesion-wise evaluation {when} post-processing",
+            command=[nnunet_tcup, "evaluate", "--gt", paths.heldout_labels, "--pred", pred,
+                     "--challenge", s.challenge, "-o", paths.metrics_csv(model, postprocessed),
+                     "--plot", paths.metrics_plot(model, postprocessed), "--num-workers", np_],
+            outputs=[paths.metrics_csv(model, postprocessed), paths.metrics_plot(model, postprocessed)]))
+    steps.append(Step(f"export_{model.key}", "export BraTS submission files",
+                      command=[nnunet_tcup, "export", pp, paths.submission(model), "--challenge", s.challenge,
+                               "--source", paths.brats_heldout, "--num-workers", np_, "--no-progress"],
+                      outputs=[paths.submission(model)]))
+    return steps
+
+
+def collect_heldout_labels(images_test: Path, brats_heldout: Path, out_dir: Path) -> None:
+    """Copy each held-out case's ``-seg`` file to ``out_dir/CASE.nii.gz``, CASE being its nnU-Net identifier
+    (the imagesTs file name without ``_0000.nii.gz``), so that GT and predictions have the same file names."""
+    cases = sorted(p.name[: -len("_0000.nii.gz")] for p in Path(images_test).glob("*_0000.nii.gz"))
+    if not cases:
+        raise ValueError(f"{images_test}: no held-out images (*_0000.nii.gz)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for case in cases:
+        seg = Path(brats_heldout) / case / f"{case}-seg.nii.gz"
+        if not seg.is_file():
+            raise ValueError(f"{seg}: ground truth of held-out case {case} not found")
+        target = out_dir / f"{case}.nii.gz"
+        with atomic_output(target) as tmp:
+            shutil.copyfile(seg, tmp)
+        print(f"{seg} -> {target}")
