@@ -60,12 +60,11 @@ def test_demo_smoke_end_to_end_and_resume(tmp_path):
     assert len(list((work / "submission" / "tcupgan").glob("BraTS-GLI-*.nii.gz"))) == 2
     assert "report: " in out and out.count(" done in ") == 14, out
 
-    # second run: finished steps are skipped; a step whose output disappeared runs again
-    (report / "report.md").unlink()
+    # second run: finished steps are skipped (the report is always rewritten)
     proc = run_command(["nnunet_tcup", "demo", "--smoke", "--work-dir", work], env=_demo_env(), timeout=300)
     assert proc.stdout.count("skipped: finished in an earlier run") == 13, proc.stdout
     assert re.search(r"report\s+done in", proc.stdout), proc.stdout
-    assert (report / "report.md").is_file()
+    assert (report / "report.md").read_text() != md  # rewritten (new time stamp)
 
 
 def test_demo_failing_step_names_step_and_log(tmp_path):
@@ -99,15 +98,17 @@ def _write_file_step(name: str, target: Path, text: str = "x") -> Step:
 
 
 def test_pipeline_skips_finished_steps_and_reruns_missing_outputs(tmp_path, capsys):
-    a, b = tmp_path / "a.txt", tmp_path / "b.txt"
-    steps = [_write_file_step("one", a), _write_file_step("two", b)]
+    a, b, c = tmp_path / "a.txt", tmp_path / "b.txt", tmp_path / "c.txt"
+    always = _write_file_step("three", c)
+    always.always_run = True
+    steps = [_write_file_step("one", a), _write_file_step("two", b), always]
     runner = PipelineRunner(tmp_path / "work")
     first = runner.run(steps)
-    assert [r.skipped for r in first] == [False, False] and a.read_text() == "x"
-    assert all(r.peak_rss_bytes > 1_000_000 for r in first)
+    assert [r.skipped for r in first] == [False, False, False] and a.read_text() == "x"
+    assert all(r.peak_rss_bytes > 1_000_000 and r.cpu_seconds > 0 for r in first)
     b.unlink()
     second = runner.run(steps)
-    assert [r.skipped for r in second] == [True, False] and b.is_file()
+    assert [r.skipped for r in second] == [True, False, False] and b.is_file()
     assert second[0].seconds == first[0].seconds  # the earlier run's timing is kept
 
 

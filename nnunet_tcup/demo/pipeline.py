@@ -59,6 +59,7 @@ class Step:
     outputs: Sequence[Path] = ()
     progress: Optional[ProgressSpec] = None
     env: Optional[Dict[str, str]] = None  # extra environment variables of this step's subprocess
+    always_run: bool = False  # run even when finished before (cheap summaries of everything done so far)
 
     def __post_init__(self) -> None:
         if (self.command is None) == (self.action is None):
@@ -261,7 +262,7 @@ class PipelineRunner:
         width = max(len(n) for n in names) if names else 0
         for index, step in enumerate(steps, start=1):
             prefix = f"[{index:>2}/{len(steps)}] {step.name:<{width}}"
-            record = self.finished_record(step)
+            record = None if step.always_run else self.finished_record(step)
             if record is not None:
                 self._print(f"{prefix}  skipped: finished in an earlier run ({format_seconds(record.seconds)})")
                 records.append(record)

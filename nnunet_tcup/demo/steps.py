@@ -118,7 +118,7 @@ def models_for(settings: DemoSettings, baseline: bool) -> List[ModelRun]:
     """TCuP-GAN, and stock nnU-Net with the same training budget when ``baseline``."""
     models = [ModelRun("tcupgan", "TCuP-GAN", settings.trainer)]
     if baseline:
-        models.append(ModelRun("baseline", "nnU-Net (stock nnUNetTrainer)", settings.baseline_trainer,
+        models.append(ModelRun("baseline", "stock nnU-Net", settings.baseline_trainer,
                                budget=baseline_budget(settings)))
     return models
 
@@ -212,7 +212,7 @@ def build_steps(paths: DemoPaths, device: str, baseline: bool, num_processes: in
     for model in models_for(s, baseline):
         steps.extend(model_steps(paths, model, device, num_processes))
     steps.append(Step("report", "write the report (tables, figures, overlays)", action=report_action,
-                      outputs=[paths.report_dir / "report.md"]))
+                      outputs=[paths.report_dir / "report.md"], always_run=True))
     return steps
 
 
