@@ -59,6 +59,10 @@ def test_demo_smoke_end_to_end_and_resume(tmp_path):
     assert "lesion-wise Dice WT" in md and "Peak memory: " in md
     assert len(list((work / "submission" / "tcupgan").glob("BraTS-GLI-*.nii.gz"))) == 2
     assert "report: " in out and out.count(" done in ") == 14, out
+    train_log = (work / "logs" / "train_tcupgan_fold0.log").read_text()
+    assert "Using trainer 'nnUNetTrainerTCuPGAN_demo'" in train_log  # found by the stock nnUNetv2_train
+    assert len(re.findall(r": Epoch \d+\s*$", train_log, flags=re.M)) == 2  # the smoke budget: 2 epochs
+    assert "discriminator loss" in train_log
 
     # second run: finished steps are skipped (the report is always rewritten)
     proc = run_command(["nnunet_tcup", "demo", "--smoke", "--work-dir", work], env=_demo_env(), timeout=300)
@@ -200,3 +204,31 @@ def test_overlay_slice_choice_colours_and_shape_check(tmp_path):
     assert draw_overlay("case", images, gt, gt, out, "caption") == 4 and out.stat().st_size > 1000
     with pytest.raises(ValueError, match="prediction has shape"):
         draw_overlay("case", images, gt, gt[:5], tmp_path / "p.png")
+
+
+# ------------------------------------------------------------------------------------------- step plans (fast)
+def test_full_and_quick_step_plans(tmp_path):
+    from nnunet_tcup.demo.steps import DemoPaths, build_steps, subprocess_environment
+
+    full = DemoPaths(tmp_path, make_settings("full"))
+    steps = {s.name: s for s in build_steps(full, "cuda", baseline=True, num_processes=4, report_action=print)}
+    train = [n for n in steps if n.startswith("train_tcupgan_fold")]
+    assert train == [f"train_tcupgan_fold{f}" for f in range(5)]
+    argv = [str(a) for a in steps["train_tcupgan_fold3"].command]
+    assert argv[-8:] == ["3", "-tr", "nnUNetTrainerTCuPGAN", "-p", "nnUNetPlans", "-device", "cuda", "--c"]
+    assert not steps["train_tcupgan_fold0"].env  # the paper's own schedule, no budget variables on a GPU
+    assert "--shape" not in argv and "--shape" not in [str(a) for a in steps["synth_train"].command]
+    predict = [str(a) for a in steps["predict_tcupgan"].command]
+    assert predict[predict.index("-f") + 1: predict.index("-device")] == ["0", "1", "2", "3", "4"]
+    # the baseline gets TCuP-GAN's budget: 30 epochs of one pass over a fold's 48 training cases at batch size 2
+    assert steps["train_baseline_fold0"].env["NNUNET_TCUP_DEMO_EPOCHS"] == "30"
+    assert steps["train_baseline_fold0"].env["NNUNET_TCUP_DEMO_ITERATIONS"] == "24"
+    assert "nnUNetTrainer_demo" in steps["train_baseline_fold0"].command
+    env = subprocess_environment(full, "cuda", 4, base={})
+    assert env["nnUNet_results"] == str(tmp_path / "nnUNet_results") and "OMP_WAIT_POLICY" not in env
+    quick = DemoPaths(tmp_path, make_settings("quick"))
+    env = subprocess_environment(quick, "cpu", 2, base={"nnUNet_extTrainer": "/mine", "OMP_WAIT_POLICY": "ACTIVE"})
+    assert env["nnUNet_extTrainer"].split(os.pathsep)[0] == "/mine"  # the user's entries are kept
+    assert env["OMP_WAIT_POLICY"] == "ACTIVE" and env["NNUNET_TCUP_DEMO_EPOCHS"] == "6"
+    names = [s.name for s in build_steps(quick, "cpu", baseline=False, num_processes=2, report_action=print)]
+    assert names[0] == "synth_train" and names[-1] == "report" and not any("baseline" in n for n in names)
