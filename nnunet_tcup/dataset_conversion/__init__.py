@@ -12,8 +12,7 @@ Channels 0000-0003 = t1n, t1c, t2w, t2f. Layout, dataset.json and the resume des
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nnunet_tcup._lazy_exports import lazy_exports
 
 # Imported lazily (PEP 562) so that ``nnunet_tcup.dataset_conversion.cli`` stays light for ``nnunet_tcup -h``.
 _EXPORTS = {
@@ -26,9 +25,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)

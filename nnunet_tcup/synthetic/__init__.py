@@ -12,8 +12,7 @@ Command line: ``nnunet_tcup synth OUT --challenge GLI --cases N``. Challenge var
 """
 from __future__ import annotations
 
-import importlib
-from typing import Any
+from nnunet_tcup._lazy_exports import lazy_exports
 
 # Attributes are imported lazily (PEP 562) so that ``nnunet_tcup.synthetic.cli`` stays light for ``nnunet_tcup -h``.
 _EXPORTS = {
@@ -29,13 +28,4 @@ _EXPORTS = {
 __all__ = sorted(_EXPORTS)
 
 
-def __getattr__(name: str) -> Any:
-    if name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def __dir__() -> list:
-    return sorted(list(globals()) + list(_EXPORTS))
+__getattr__, __dir__ = lazy_exports(globals(), _EXPORTS)
