@@ -1,8 +1,25 @@
-"""Installs the ``nnunet_tcup`` package, its console command, and a ``.pth`` hook that lets the stock
-``nnUNetv2_*`` commands find ``nnUNetTrainerTCuPGAN`` with no manual set-up (see ``_nnunet_tcup_discovery.py``)."""
+"""Only what ``pyproject.toml`` cannot express: shipping the discovery ``.pth`` file.
+
+Everything else (metadata, dependencies, console script, version) lives in ``pyproject.toml``.
+
+Why a ``.pth``: nnU-Net 2.8 finds trainers by class name in its own folder and in the folders listed in the
+environment variable ``nnUNet_extTrainer``; it has no entry-point mechanism. A ``.pth`` file in site-packages runs one
+``import`` line at interpreter start-up, and ``_nnunet_tcup_discovery`` appends our shim folder to that variable, so
+the stock ``nnUNetv2_*`` commands find ``nnUNetTrainerTCuPGAN`` with no set-up. A ``.pth`` must sit at the root of
+site-packages, which package data cannot reach, hence these two hooks:
+
+- normal installs (``pip install .``): ``build_py`` writes the ``.pth`` at the root of the build folder, which becomes
+  the root of the wheel, i.e. site-packages;
+- editable installs (``pip install -e .``, PEP 660): setuptools builds a separate "editable" wheel; the only place to
+  add a file to it is the strategy object setuptools selects, so we wrap it. The wrap is guarded: on a setuptools
+  without that hook, editable installs still work but need ``nnUNet_extTrainer`` set by hand (README).
+"""
+
+from __future__ import annotations
+
 import os
 
-from setuptools import find_packages, setup
+from setuptools import setup
 from setuptools.command.build_py import build_py
 
 PTH_FILE = "nnunet_tcup_trainers.pth"
@@ -10,27 +27,20 @@ PTH_LINE = "import _nnunet_tcup_discovery\n"
 
 
 class BuildPyWithPth(build_py):
-    """build_py that also places the discovery ``.pth`` at the wheel root (site-packages once installed)."""
+    """``build_py`` that also places the discovery ``.pth`` at the wheel root (site-packages once installed)."""
 
-    def run(self):
+    def run(self) -> None:
         super().run()
-        target = os.path.join(self.build_lib, PTH_FILE)
         os.makedirs(self.build_lib, exist_ok=True)
-        with open(target, "w") as f:
+        with open(os.path.join(self.build_lib, PTH_FILE), "w") as f:
             f.write(PTH_LINE)
 
-    def get_outputs(self, include_bytecode=True):
-        return list(super().get_outputs(include_bytecode)) + [os.path.join(self.build_lib, PTH_FILE)]
-
-
-try:  # setuptools >= 64: PEP 660 editable installs ("pip install -e .") build their own wheel
-    from setuptools.command.editable_wheel import editable_wheel
-except ImportError:  # pragma: no cover
-    editable_wheel = None
+    def get_outputs(self, include_bytecode: bool = True) -> list[str]:
+        return [*super().get_outputs(include_bytecode), os.path.join(self.build_lib, PTH_FILE)]
 
 
 class _StrategyAddingPth:
-    """Wraps setuptools' editable strategy so the editable wheel also carries the discovery ``.pth``."""
+    """Wraps setuptools' editable strategy so that the editable wheel also carries the discovery ``.pth``."""
 
     def __init__(self, inner):
         self.inner = inner
@@ -47,7 +57,11 @@ class _StrategyAddingPth:
         return self.inner.__exit__(*exc)
 
 
-cmdclass = {"build_py": BuildPyWithPth}
+cmdclass: dict[str, type] = {"build_py": BuildPyWithPth}
+try:  # setuptools >= 64
+    from setuptools.command.editable_wheel import editable_wheel
+except ImportError:  # pragma: no cover
+    editable_wheel = None
 if editable_wheel is not None and hasattr(editable_wheel, "_select_strategy"):
 
     class EditableWheelWithPth(editable_wheel):
@@ -56,36 +70,4 @@ if editable_wheel is not None and hasattr(editable_wheel, "_select_strategy"):
 
     cmdclass["editable_wheel"] = EditableWheelWithPth
 
-here = os.path.dirname(os.path.abspath(__file__))
-with open(os.path.join(here, "README.md"), encoding="utf-8") as f:
-    long_description = f.read()
-
-setup(
-    name="nnunet_tcup",
-    version="0.1.0",
-    description="TCuP-GAN (ConvLSTM U-Net + 3D PatchGAN) for BraTS 2023 brain-tumour segmentation as an nnU-Net v2 plugin",
-    long_description=long_description,
-    long_description_content_type="text/markdown",
-    python_requires=">=3.10",
-    packages=find_packages(include=["nnunet_tcup", "nnunet_tcup.*"]),
-    py_modules=["_nnunet_tcup_discovery"],
-    package_data={"nnunet_tcup": ["trainers/nnunet_ext/*.py"]},
-    install_requires=[
-        "nnunetv2>=2.8,<2.9",
-        "torch",
-        "batchgenerators",
-        "SimpleITK",
-        "nibabel",
-        "connected-components-3d",
-        "numpy",
-        "scipy",
-        "surface-distance",
-        "tqdm",
-        "matplotlib",
-        "pandas",
-        "nilearn",
-    ],
-    extras_require={"test": ["pytest"]},
-    entry_points={"console_scripts": ["nnunet_tcup=nnunet_tcup.cli:main"]},
-    cmdclass=cmdclass,
-)
+setup(cmdclass=cmdclass)

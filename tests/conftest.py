@@ -51,3 +51,14 @@ def nnunet_env(tmp_path: Path) -> Dict[str, str]:
                 "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "2"), "OMP_WAIT_POLICY": "PASSIVE",
                 "MPLBACKEND": "Agg"})
     return env
+
+
+#: Test modules that are slow as a whole (they run nnUNetv2_* commands, the demo or fresh interpreters); single slow
+#: tests elsewhere carry ``@pytest.mark.slow`` themselves. ``pytest -m "not slow"`` is the fast tier.
+SLOW_MODULES = frozenset({"test_discovery", "test_demo", "test_trainer_e2e"})
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
+            item.add_marker(pytest.mark.slow)
