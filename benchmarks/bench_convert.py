@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Tuple
 
-from nnunet_tcup.dataset_conversion._parallel import default_num_workers
+from nnunet_tcup.parallel import default_num_workers
 from nnunet_tcup.dataset_conversion.brats2023 import convert_brats2023, dataset_name
 from nnunet_tcup.synthetic import write_dataset
 

@@ -1,31 +1,57 @@
-"""File I/O shared by every part: NIfTI reading with errors that name the file, and atomic writes.
+"""File I/O shared by every part: verified NIfTI reading with errors that name the file, geometry checks, atomic
+writes and the one cleanup of interrupted writes.
+
+Reading: :func:`read_image_zyx` is the one way to read an image or a label map as a numpy array in nnU-Net /
+SimpleITK axis order ``(z, y, x)``. Before SimpleITK reads a ``.nii.gz`` (SimpleITK silently zero-fills a truncated
+one), the whole gzip stream is decompressed in chunks, which checks its CRC-32 and length; an uncompressed ``.nii``
+must be at least as long as its header says. ``labels=True`` also rejects NaN/Inf and non-integer voxels.
+:func:`check_same_geometry` compares two :class:`ImageGeometry` (shape, spacing, origin, direction) and names both
+files when they differ.
 
 Atomic write contract: data is written to a hidden temporary file next to the target (``.STEM.partial-PID.EXT``,
 keeping the extension so that nibabel / SimpleITK pick the right format) and moved into place with ``os.replace``
 only when complete. An interrupted run therefore leaves the old file, no file, or, after a hard kill, a stray hidden
-``.*.partial-*`` file. Our own readers skip those (:func:`is_partial_file`) and our writers delete them on the next
-run (:func:`remove_stale_partials`); nnU-Net's folder scans would not skip them, which is why the converter cleans
-its output folders before it writes ``dataset.json``.
+``.*.partial-*`` file. Our readers skip those (:func:`is_partial_file`). They are removed by
+:func:`remove_stale_partials`, which a command calls on a folder it owns (it holds :func:`exclusive_lock` on it, or
+the folder is its own output): a partial file is never an output of a finished write, so every partial there is
+garbage from an earlier run, whatever became of the process that wrote it (no PID liveness test: PIDs are reused).
 """
+
 from __future__ import annotations
 
 import contextlib
+import gzip
 import json
+import math
 import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Tuple, Union
+from typing import Any, Union
 
 import numpy as np
 
 PathLike = Union[str, "os.PathLike[str]"]
 
 PARTIAL_MARKER = ".partial-"
+_GZIP_CHUNK = 1 << 22  # bytes of decompressed data per read while verifying a gzip stream
 
-
-def partial_path(target: PathLike) -> Path:
-    """Temporary sibling path used while ``target`` is being written."""
-    target = Path(target)
-    return target.with_name(f".{target.name}{PARTIAL_MARKER}{os.getpid()}")
+__all__ = [
+    "ImageGeometry",
+    "PathLike",
+    "atomic_output",
+    "check_same_geometry",
+    "exclusive_lock",
+    "is_partial_file",
+    "list_nifti_cases",
+    "load_nifti",
+    "read_array_zyx",
+    "read_image_zyx",
+    "remove_stale_partials",
+    "verify_nifti_file",
+    "write_json_atomic",
+]
 
 
 @contextlib.contextmanager
@@ -56,15 +82,43 @@ def is_partial_file(path: PathLike) -> bool:
 
 
 def remove_stale_partials(folder: PathLike) -> int:
-    """Delete temporary files left by interrupted writes in ``folder``; return how many were removed."""
+    """Delete every temporary ``.*.partial-*`` file directly in ``folder``; return how many were removed.
+
+    Call it only on a folder this process owns (see the module docstring): then no partial file there can belong to
+    a write still in progress. A missing folder removes nothing.
+    """
     folder = Path(folder)
     removed = 0
     if folder.is_dir():
         for entry in folder.iterdir():
-            if entry.is_file() and is_partial_file(entry):
-                entry.unlink()
-                removed += 1
+            if is_partial_file(entry) and entry.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+                    removed += 1
     return removed
+
+
+@contextlib.contextmanager
+def exclusive_lock(lock_file: PathLike, what: str) -> Iterator[None]:
+    """Hold an exclusive, non-blocking ``flock`` on ``lock_file`` (created if missing) for the ``with`` block.
+
+    The kernel releases it when the process dies (even by SIGKILL), so a crashed run never blocks the next one; a
+    second live run gets ``ValueError("LOCK_FILE: another process is writing WHAT ...")``. Worker processes must
+    not inherit the descriptor (``nnunet_tcup.parallel`` spawns them, and the descriptor is not inheritable).
+    """
+    import fcntl
+
+    lock_file = Path(lock_file)
+    lock_file.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ValueError(f"{lock_file}: another process is writing {what} right now; wait for it to end") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def write_json_atomic(obj: Any, target: PathLike) -> None:
@@ -75,44 +129,188 @@ def write_json_atomic(obj: Any, target: PathLike) -> None:
             f.write("\n")
 
 
-def load_nifti(path: PathLike):
-    """Load a NIfTI image with nibabel, fully reading its data; raise ValueError naming the file if it fails.
+# ---------------------------------------------------------------------------------------------------------------------
+# Reading
 
-    Returns the ``nibabel.Nifti1Image`` with its data cached (so a truncated ``.nii.gz`` fails here, not later).
+
+@dataclass(frozen=True)
+class ImageGeometry:
+    """Where an image's voxels are: array shape ``(z, y, x)``, voxel spacing ``(z, y, x)`` in mm, origin ``(x, y, z)``
+    in mm (ITK/LPS world coordinates) and the 3x3 direction matrix as 9 row-major values (SimpleITK order)."""
+
+    shape_zyx: tuple[int, int, int]
+    spacing_zyx: tuple[float, ...]
+    origin_xyz: tuple[float, ...]
+    direction: tuple[float, ...]
+
+    @classmethod
+    def of_sitk(cls, image: Any) -> ImageGeometry:
+        """Geometry of a 3D ``SimpleITK.Image``."""
+        size_xyz = image.GetSize()
+        return cls(
+            (int(size_xyz[2]), int(size_xyz[1]), int(size_xyz[0])),
+            tuple(float(s) for s in reversed(image.GetSpacing())),
+            tuple(float(o) for o in image.GetOrigin()),
+            tuple(float(d) for d in image.GetDirection()),
+        )
+
+
+def _verify_gzip_stream(path: Path) -> None:
+    """Decompress the whole gzip file in chunks (checks every member's CRC-32 and length); ValueError if it fails."""
+    try:
+        with gzip.open(path, "rb") as f:
+            while f.read(_GZIP_CHUNK):
+                pass
+    except (OSError, EOFError, zlib.error) as e:
+        raise ValueError(f"{path}: truncated or corrupt gzip stream ({type(e).__name__}: {e})") from None
+
+
+def _verify_uncompressed_length(path: Path) -> None:
+    """A ``.nii`` must hold at least ``vox_offset + voxels * bytes per voxel`` bytes; ValueError if shorter."""
+    import nibabel as nib
+
+    try:
+        header = nib.load(str(path)).header
+    except Exception as e:  # nibabel raises many types for a bad header
+        raise ValueError(f"{path}: cannot read NIfTI header ({type(e).__name__}: {e})") from None
+    needed = int(header.get_data_offset()) + math.prod(int(s) for s in header.get_data_shape()) * int(
+        header.get_data_dtype().itemsize
+    )
+    size = path.stat().st_size
+    if size < needed:
+        raise ValueError(f"{path}: truncated file ({size} bytes, the header needs {needed})")
+
+
+def verify_nifti_file(path: PathLike) -> Path:
+    """Check that ``path`` is an existing, complete ``.nii.gz`` (whole gzip stream) or ``.nii`` (length) file.
+
+    Returns it as a Path; raises ValueError naming the file and the problem.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    if path.name.endswith(".gz"):
+        _verify_gzip_stream(path)
+    elif path.name.endswith(".nii"):
+        _verify_uncompressed_length(path)
+    return path
+
+
+def _label_values_problem(path: Path, data: np.ndarray) -> str | None:
+    """Describe NaN/Inf or non-integer voxels of a label array (with counts); None for an integer-valued array.
+
+    ITK's NIfTI reader turns NaN into 0, so for floating-point files the non-finite voxels are counted in the
+    stored data, read with nibabel.
+    """
+    if data.dtype.kind in "iub":
+        return None
+    import nibabel as nib
+
+    try:
+        stored = np.asanyarray(nib.load(str(path)).dataobj)
+    except Exception as e:  # nibabel raises many types for corrupt files
+        return f"cannot read the stored voxel values ({type(e).__name__}: {e})"
+    non_finite = int(stored.size - np.count_nonzero(np.isfinite(stored)))
+    if non_finite:
+        return f"{non_finite} non-finite voxel value(s) (NaN/Inf) in a label file"
+    non_integer = int(np.count_nonzero(data != np.rint(data)))
+    if non_integer:
+        return f"{non_integer} voxel(s) with non-integer values in a label file"
+    return None
+
+
+def read_image_zyx(path: PathLike, *, labels: bool = False) -> tuple[np.ndarray, ImageGeometry]:
+    """Read a ``.nii.gz`` / ``.nii`` image with SimpleITK as an array in ``(z, y, x)`` order, and its geometry.
+
+    The file is verified first (:func:`verify_nifti_file`); with ``labels`` NaN/Inf and non-integer voxels are
+    errors (the message gives their count). Raises ValueError naming the file and the problem.
+    """
+    import SimpleITK as sitk
+
+    path = verify_nifti_file(path)
+    try:
+        image = sitk.ReadImage(str(path))
+        array = sitk.GetArrayFromImage(image)
+    except Exception as e:  # SimpleITK raises RuntimeError with ITK's multi-line message
+        first_line = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+        raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {first_line})") from None
+    if image.GetDimension() != 3:
+        raise ValueError(f"{path}: expected a 3D image, got {image.GetDimension()} dimensions")
+    if labels:
+        problem = _label_values_problem(path, array)
+        if problem:
+            raise ValueError(f"{path}: {problem}")
+    return array, ImageGeometry.of_sitk(image)
+
+
+def read_array_zyx(path: PathLike, *, labels: bool = False) -> tuple[np.ndarray, tuple[float, float, float]]:
+    """Like :func:`read_image_zyx` but return only the array ``(z, y, x)`` and the spacing ``(z, y, x)`` in mm."""
+    array, geometry = read_image_zyx(path, labels=labels)
+    spacing = geometry.spacing_zyx
+    return array, (spacing[0], spacing[1], spacing[2])
+
+
+def check_same_geometry(
+    reference: ImageGeometry,
+    other: ImageGeometry,
+    reference_path: PathLike,
+    other_path: PathLike,
+    *,
+    spacing_tol: float = 1e-3,
+    origin_tol_mm: float = 1e-2,
+    direction_tol: float = 1e-3,
+) -> None:
+    """Raise one ValueError naming both files if ``other`` is not on ``reference``'s voxel grid.
+
+    Compared in this order: shape (exact), spacing (absolute, mm), origin (absolute, mm), direction (absolute, per
+    matrix entry). The message gives both values of the first difference found.
+    """
+    problem = None
+    if tuple(reference.shape_zyx) != tuple(other.shape_zyx):
+        problem = f"shape (z, y, x) {tuple(other.shape_zyx)} vs {tuple(reference.shape_zyx)}"
+    elif not np.allclose(other.spacing_zyx, reference.spacing_zyx, rtol=0.0, atol=spacing_tol):
+        problem = f"spacing (z, y, x) {_fmt(other.spacing_zyx)} mm vs {_fmt(reference.spacing_zyx)} mm"
+    elif not np.allclose(other.origin_xyz, reference.origin_xyz, rtol=0.0, atol=origin_tol_mm):
+        problem = f"origin (x, y, z) {_fmt(other.origin_xyz)} mm vs {_fmt(reference.origin_xyz)} mm"
+    elif not np.allclose(other.direction, reference.direction, rtol=0.0, atol=direction_tol):
+        problem = f"direction {_fmt(other.direction)} vs {_fmt(reference.direction)}"
+    if problem:
+        raise ValueError(f"{other_path}: geometry differs from {reference_path}: {problem}")
+
+
+def _fmt(values: tuple[float, ...]) -> str:
+    return "(" + ", ".join(f"{v:.6g}" for v in values) + ")"
+
+
+def load_nifti(path: PathLike) -> Any:
+    """Load a NIfTI image with nibabel, its data fully read and verified; raise ValueError naming the file.
+
+    A ``.nii.gz`` is decompressed once, whole (so its CRC-32 and length are checked), and parsed from memory; a
+    ``.nii`` is length-checked first. Returns a ``nibabel.Nifti1Image`` with its data cached as float32.
     """
     import nibabel as nib
 
     path = Path(path)
     if not path.is_file():
-        raise ValueError(f"{path}: file not found")
+        raise ValueError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    if path.name.endswith(".gz"):
+        try:
+            with gzip.open(path, "rb") as f:
+                raw = f.read()
+        except (OSError, EOFError, zlib.error) as e:
+            raise ValueError(f"{path}: truncated or corrupt gzip stream ({type(e).__name__}: {e})") from None
+    else:
+        verify_nifti_file(path)
+        raw = None
     try:
-        img = nib.load(str(path))
-        img.get_fdata(dtype=np.float32, caching="fill")  # forces a full decompression
-    except Exception as e:  # nibabel raises many types for corrupt files (EOFError, zlib.error, ImageFileError...)
-        raise ValueError(f"{path}: cannot read NIfTI file ({type(e).__name__}: {e})") from e
+        img = nib.Nifti1Image.from_bytes(raw) if raw is not None else nib.load(str(path))
+        img.get_fdata(dtype=np.float32, caching="fill")  # forces a full read
+    except Exception as e:  # nibabel raises many types for corrupt files (EOFError, ImageFileError, ValueError...)
+        raise ValueError(f"{path}: cannot read NIfTI file ({type(e).__name__}: {e})") from None
     return img
 
 
-def read_array_zyx(path: PathLike) -> Tuple[np.ndarray, Tuple[float, float, float]]:
-    """Read an image as a numpy array in nnU-Net / SimpleITK axis order ``(z, y, x)`` with spacing ``(z, y, x)`` mm.
-
-    Raises ValueError naming the file when it is missing or unreadable.
-    """
-    import SimpleITK as sitk
-
-    path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found")
-    try:
-        img = sitk.ReadImage(str(path))
-        arr = sitk.GetArrayFromImage(img)
-    except Exception as e:
-        raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {e})") from e
-    spacing_xyz = img.GetSpacing()
-    return arr, (float(spacing_xyz[2]), float(spacing_xyz[1]), float(spacing_xyz[0]))
-
-
-def list_nifti_cases(folder: PathLike) -> list:
+def list_nifti_cases(folder: PathLike) -> list[str]:
     """Sorted case names (file name without ``.nii.gz``) of the ``*.nii.gz`` files in ``folder``, ignoring partials."""
     folder = Path(folder)
     if not folder.is_dir():

@@ -151,18 +151,35 @@ def test_convert_regions_passes_nnunet_integrity_check(tmp_path, nnunet_env):
     assert plans["configurations"]["3d_fullres"]["spacing"] == [1.0, 1.0, 1.0]
 
 
-def test_labels_mode_dataset_json(tmp_path, raw, capsys):
+def test_classes_mode_dataset_json_and_labels_alias(tmp_path, raw, capsys):
     train = write_cases(tmp_path / "train", [1])
-    code, out, err = run_cli(convert_args(train, 3, "--mode", "labels"), capsys)
+    code, out, err = run_cli(convert_args(train, 3, "--mode", "classes"), capsys)
     assert code == 0, err
-    ds = json.loads((raw / "Dataset003_BraTS2023_GLI" / "dataset.json").read_text())
+    target = raw / "Dataset003_BraTS2023_GLI"
+    ds = json.loads((target / "dataset.json").read_text())
     assert ds["labels"] == PLAIN_LABELS == {"background": 0, "NETC": 1, "SNFH": 2, "ET": 3}
-    assert "regions_class_order" not in ds and ds["mode"] == "labels"
-    # the same id in the other mode is refused, nothing touched
+    assert "regions_class_order" not in ds and ds["mode"] == "classes"
+    # --mode labels is an alias: the same dataset, found complete and verified, dataset.json unchanged
     before = file_state(raw)
-    code, out, err = run_cli(convert_args(train, 3), capsys)
-    assert code == 1 and "mode 'labels'" in err and "'regions'" in err
+    code, out, err = run_cli(convert_args(train, 3, "--mode", "labels"), capsys)
+    assert code == 0 and "1 already complete" in out and "dataset.json unchanged" in out, (out, err)
     assert file_state(raw) == before
+    # the same id in the other mode is refused, nothing touched
+    code, out, err = run_cli(convert_args(train, 3), capsys)
+    assert code == 1 and "mode 'classes'" in err and "'regions'" in err
+    assert file_state(raw) == before
+
+
+def test_dataset_of_an_older_labels_mode_counts_as_classes(tmp_path, raw, capsys):
+    train = write_cases(tmp_path / "train", [1])
+    assert run_cli(convert_args(train, 3, "--mode", "classes"), capsys)[0] == 0
+    for record in (raw / "Dataset003_BraTS2023_GLI" / "dataset.json",
+                   raw / "Dataset003_BraTS2023_GLI" / ".nnunet_tcup" / "conversion.json"):
+        obj = json.loads(record.read_text())
+        obj["mode"] = "labels"
+        record.write_text(json.dumps(obj))
+    code, out, err = run_cli(convert_args(train, 3, "--mode", "classes"), capsys)
+    assert code == 0 and "1 already complete" in out, err
 
 
 def test_nnunet_raw_unset_is_a_clear_error(tmp_path):
@@ -224,10 +241,10 @@ def _break(case: Path, kind: str) -> Tuple[Path, str]:
     if kind == "truncated":
         raw_bytes = f["t1c"].read_bytes()
         f["t1c"].write_bytes(raw_bytes[: len(raw_bytes) // 2])
-        return f["t1c"], "cannot read NIfTI file"
+        return f["t1c"], "truncated or corrupt gzip stream"
     if kind == "garbage":
         f["seg"].write_bytes(b"this is not a nifti file at all" * 20)
-        return f["seg"], "cannot read NIfTI file"
+        return f["seg"], "truncated or corrupt gzip stream (BadGzipFile"
     if kind == "not_3d":
         _replace_image(f["t1n"], np.zeros(SHAPE + (2,), np.int16))
         return f["t1n"], "expected a 3D volume"
@@ -533,7 +550,7 @@ def test_export_errors(tmp_path, capsys):
 
     bad.write_bytes(b"\x1f\x8b broken")
     err = _export_error(tmp_path, capsys, preds, source)
-    assert str(bad) in err and "cannot read NIfTI file" in err
+    assert str(bad) in err and "truncated or corrupt gzip stream" in err
     bad.unlink()
 
     other = preds / f"{case_id(3)}.nii.gz"

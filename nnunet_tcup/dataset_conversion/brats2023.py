@@ -31,11 +31,13 @@ from typing import Dict, List, Optional, Sequence, Tuple
 from nnunet_tcup import __version__
 from nnunet_tcup.challenges import CHALLENGES, MODALITIES, check_challenge
 from nnunet_tcup.dataset_conversion import manifest as mf
-from nnunet_tcup.dataset_conversion._parallel import default_num_workers, map_cases
 from nnunet_tcup.dataset_conversion.validation import CaseValidationError, validate_case_files
-from nnunet_tcup.io_utils import atomic_output, is_partial_file, write_json_atomic
+from nnunet_tcup.io_utils import atomic_output, exclusive_lock, is_partial_file, remove_stale_partials, write_json_atomic
+from nnunet_tcup.parallel import default_num_workers, parallel_map
 
-MODES: Tuple[str, ...] = ("regions", "labels")
+MODES: Tuple[str, ...] = ("regions", "classes", "labels")
+#: ``labels`` is an alias of ``classes`` (same dataset.json, recorded as ``classes``).
+MODE_ALIASES: Dict[str, str] = {"labels": "classes"}
 FILE_ENDING = ".nii.gz"
 SEG_NAME = "seg"
 CASE_ID_PATTERN = re.compile(r"^BraTS-(?P<challenge>[A-Z]+)-\d{5}-\d{3}$")
@@ -45,7 +47,7 @@ REGION_LABELS: Dict[str, object] = {"background": 0, "whole tumor": [1, 2, 3], "
                                     "enhancing tumor": [3]}
 #: Painting order that turns the three region outputs back into 2023 labels: WT -> 2, TC -> 1, ET -> 3.
 REGIONS_CLASS_ORDER: List[int] = [2, 1, 3]
-#: dataset.json labels for ``labels`` mode.
+#: dataset.json labels for ``classes`` mode (the paper's native classes; ``labels`` is an alias).
 PLAIN_LABELS: Dict[str, int] = {"background": 0, "NETC": 1, "SNFH": 2, "ET": 3}
 
 SPLIT_FOLDERS = {"train": ("imagesTr", "labelsTr"), "test": ("imagesTs", None)}
@@ -63,9 +65,10 @@ def check_dataset_id(dataset_id: int) -> int:
 
 
 def check_mode(mode: str) -> str:
+    """The canonical mode name (``regions`` or ``classes``; ``labels`` gives ``classes``); ValueError otherwise."""
     if mode not in MODES:
         raise ValueError(f"unknown mode {mode!r}: expected one of {', '.join(MODES)}")
-    return mode
+    return MODE_ALIASES.get(mode, mode)
 
 
 def nnunet_raw_folder() -> Path:
@@ -244,8 +247,9 @@ def check_target_folder(dataset_dir: Path, dataset_id: int, challenge: str, mode
         if not tool.startswith("nnunet_tcup"):
             raise ValueError(f"{record}: this dataset was not made by nnunet_tcup convert; not overwriting it "
                              f"(choose another --dataset-id)")
+        existing = {"challenge": obj.get("challenge"), "mode": MODE_ALIASES.get(obj.get("mode"), obj.get("mode"))}
         for key, wanted in (("challenge", challenge), ("mode", mode)):
-            if obj.get(key) != wanted:
+            if existing[key] != wanted:
                 raise ValueError(f"{record}: existing dataset has {key} {obj.get(key)!r}, this run asks for "
                                  f"{wanted!r}; not overwriting it (choose another --dataset-id or --mode)")
     expected = {spec.relative_path for case in cases for spec in case.outputs()}
@@ -457,35 +461,41 @@ def convert_brats2023(challenge: str, dataset_id: int, train_dir: Path, test_dir
     check_unique_case_ids(all_cases)
     check_target_folder(dataset_dir, dataset_id, challenge, mode, all_cases)
 
-    for sub in ("", "imagesTr", "labelsTr", "imagesTs", f"{mf.STATE_FOLDER}", f"{mf.STATE_FOLDER}/cases"):
-        mf.remove_dead_partials(dataset_dir / sub)
-
-    checks = map_cases(check_case, [CaseTask(c, dataset_dir, challenge) for c in all_cases], workers,
-                       desc=f"checking {challenge}", progress=progress)
+    checks = parallel_map(check_case, [CaseTask(c, dataset_dir, challenge) for c in all_cases], num_workers=workers,
+                          desc=f"checking {challenge}", progress=progress)
     errors = [c.error for c in checks if c.status == "error"]
     if errors:
         raise ValueError(_format_errors(errors, len(checks)))
-
     todo = [c for c in checks if c.status == "todo"]
-    dataset_json = dataset_dir / "dataset.json"
     wanted_json = build_dataset_json(challenge, mode, len(cases), len(test_cases), Path(train_dir),
                                      Path(test_dir) if test_dir is not None else None)
+    with exclusive_lock(mf.state_folder(dataset_dir) / "lock", f"dataset {dataset_dir.name}"):
+        # This run owns the folder now: every partial file in it is left over from an earlier, killed run.
+        for sub in ("", "imagesTr", "labelsTr", "imagesTs", "labelsTs", mf.STATE_FOLDER, f"{mf.STATE_FOLDER}/cases"):
+            remove_stale_partials(dataset_dir / sub)
+        json_written = _write_locked(dataset_dir, challenge, mode, todo, wanted_json, workers, progress)
+    return ConversionSummary(dataset_dir, [c.case.case_id for c in todo],
+                             [c.case.case_id for c in checks if c.status == "done"], len(cases), len(test_cases),
+                             json_written)
+
+
+def _write_locked(dataset_dir: Path, challenge: str, mode: str, todo: List[CaseCheck], wanted_json: dict,
+                  workers: int, progress: bool) -> bool:
+    """Write the cases still to do, then dataset.json if it differs; return whether dataset.json was written."""
+    dataset_json = dataset_dir / "dataset.json"
     if todo:
         write_json_atomic({"tool": mf.TOOL_NAME, "challenge": challenge, "mode": mode},
                           mf.state_folder(dataset_dir) / "conversion.json")
         if dataset_json.exists():  # the folder is incomplete until this run ends: dataset.json present == complete
             dataset_json.unlink()
-        map_cases(write_case, [(c, dataset_dir, challenge) for c in todo], workers, desc=f"converting {challenge}",
-                  progress=progress)
+        parallel_map(write_case, [(c, dataset_dir, challenge) for c in todo], num_workers=workers,
+                     desc=f"converting {challenge}", progress=progress)
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         (dataset_dir / sub).mkdir(parents=True, exist_ok=True)
-
     json_written = not (dataset_json.is_file() and _load_json(dataset_json) == wanted_json)
     if json_written:
         write_json_atomic(wanted_json, dataset_json)
-    return ConversionSummary(dataset_dir, [c.case.case_id for c in todo],
-                             [c.case.case_id for c in checks if c.status == "done"], len(cases), len(test_cases),
-                             json_written)
+    return json_written
 
 
 __all__ = ["CHALLENGES", "MODES", "REGION_LABELS", "REGIONS_CLASS_ORDER", "PLAIN_LABELS", "CaseSource",

@@ -2,23 +2,14 @@
 from __future__ import annotations
 
 import argparse
-import os
 
+from nnunet_tcup.parallel import positive_int
 
-def _default_workers() -> int:
-    return max(1, min(8, os.cpu_count() or 1))
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {value}")
-    return value
+WORKERS_HELP = "worker processes (default: $nnUNet_def_n_proc if set, else the CPU count up to 4)"
 
 
 def register(subparsers) -> None:
     """Add the ``convert`` and ``export`` sub-parsers."""
-    workers = _default_workers()
     convert = subparsers.add_parser(
         "convert", help="BraTS 2023 case folders -> nnU-Net raw dataset",
         description="Convert BraTS 2023 case folders (BraTS-CH-NNNNN-NNN/BraTS-CH-NNNNN-NNN-{t1n,t1c,t2w,t2f,seg}"
@@ -35,12 +26,15 @@ def register(subparsers) -> None:
     convert.add_argument("--test", metavar="DIR", default=None,
                          help="optional folder of test/validation case folders (modalities only; a -seg file there "
                          "is ignored), written to imagesTs")
-    convert.add_argument("--mode", choices=("regions", "labels"), default="regions",
-                         help="regions (default): train the BraTS regions WT=[1,2,3], TC=[1,3], ET=[3] with "
-                         "regions_class_order [2,1,3], so predictions carry 2023 labels; labels: train the classes "
-                         "background/NETC(1)/SNFH(2)/ET(3)")
-    convert.add_argument("--num-workers", type=_positive_int, default=workers,
-                         help=f"worker processes (default: CPU count up to 8, here {workers})")
+    convert.add_argument("--mode", choices=("regions", "classes", "labels"), default="regions",
+                         help="regions (default): labels declare the BraTS regions WT=[1,2,3], TC=[1,3], ET=[3] with "
+                         "regions_class_order [2,1,3]: nnU-Net trains one sigmoid per region and paints predictions "
+                         "back into 2023 labels. classes: the paper's native classes, a plain label dataset "
+                         "{background: 0, NETC: 1, SNFH: 2, ET: 3} (nnUNetTrainerTCuPGAN trains three sigmoid class "
+                         "outputs on it, stock nnU-Net trainers train softmax). labels: alias of classes (writes the "
+                         "same dataset, recorded as classes)")
+    convert.add_argument("--num-workers", type=positive_int, default=None,
+                         help=WORKERS_HELP)
     convert.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     convert.set_defaults(func=run_convert)
 
@@ -60,8 +54,8 @@ def register(subparsers) -> None:
                         "predictions' own geometry is kept")
     export.add_argument("--overwrite", action="store_true",
                         help="replace existing output files that differ (identical ones are always left as they are)")
-    export.add_argument("--num-workers", type=_positive_int, default=workers,
-                        help=f"worker processes (default: CPU count up to 8, here {workers})")
+    export.add_argument("--num-workers", type=positive_int, default=None,
+                        help=WORKERS_HELP)
     export.add_argument("--no-progress", action="store_true", help="do not show progress bars")
     export.set_defaults(func=run_export)
 

@@ -26,9 +26,9 @@ from pathlib import Path
 from typing import List, Optional, Sequence
 
 from nnunet_tcup.challenges import check_challenge
-from nnunet_tcup.dataset_conversion._parallel import default_num_workers, map_cases
 from nnunet_tcup.dataset_conversion.brats2023 import CASE_ID_PATTERN, FILE_ENDING, REGION_LABELS, REGIONS_CLASS_ORDER
 from nnunet_tcup.io_utils import atomic_output, list_nifti_cases
+from nnunet_tcup.parallel import default_num_workers, parallel_map
 
 #: Largest affine difference (mm) accepted between a prediction and its source case.
 EXPORT_AFFINE_TOLERANCE_MM = 1e-3
@@ -208,7 +208,7 @@ def export_predictions(pred_dir: Path, out_dir: Path, challenge: str, source: Op
     tasks = [ExportTask(c, pred_dir / f"{c}{FILE_ENDING}",
                         find_source_reference(Path(source), c) if source is not None else None,
                         out_dir / f"{c}{FILE_ENDING}", overwrite) for c in case_ids]
-    checks = map_cases(check_export, tasks, workers, desc=f"checking {challenge} predictions", progress=progress)
+    checks = parallel_map(check_export, tasks, num_workers=workers, desc=f"checking {challenge} predictions", progress=progress)
     errors = [c.error for c in checks if c.status == "error"]
     if errors:
         shown = "\n".join(f"  - {e}" for e in errors[:20])
@@ -217,6 +217,6 @@ def export_predictions(pred_dir: Path, out_dir: Path, challenge: str, source: Op
                          f"{shown}{more}")
     to_write = [c.task for c in checks if c.status == "write"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    map_cases(write_export, to_write, workers, desc=f"exporting {challenge}", progress=progress)
+    parallel_map(write_export, to_write, num_workers=workers, desc=f"exporting {challenge}", progress=progress)
     return ExportSummary(out_dir, [t.case_id for t in to_write], [c.task.case_id for c in checks
                                                                    if c.status == "unchanged"])

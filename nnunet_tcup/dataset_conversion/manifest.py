@@ -14,18 +14,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Optional
 
-from nnunet_tcup.io_utils import is_partial_file, write_json_atomic
+from nnunet_tcup.io_utils import write_json_atomic
 
 MANIFEST_VERSION = 1
 TOOL_NAME = "nnunet_tcup convert"
 STATE_FOLDER = ".nnunet_tcup"
 _CHUNK = 1 << 20
-_PARTIAL_PID = re.compile(r"\.partial-(\d+)")
 
 
 @dataclass(frozen=True)
@@ -132,37 +130,3 @@ def copy_with_sha256(source: Path, target: Path) -> str:
         fout.flush()
         os.fsync(fout.fileno())
     return digest.hexdigest()
-
-
-def _pid_alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return True
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def remove_dead_partials(folder: Path) -> int:
-    """Delete temporary ``.*.partial-PID*`` files in ``folder`` whose writing process no longer runs.
-
-    Partials of live processes are left alone. Returns the number of files removed.
-    """
-    removed = 0
-    if not Path(folder).is_dir():
-        return 0
-    for entry in Path(folder).iterdir():
-        if not (entry.is_file() and is_partial_file(entry)):
-            continue
-        match = _PARTIAL_PID.search(entry.name)
-        if match and _pid_alive(int(match.group(1))):
-            continue
-        try:
-            entry.unlink()
-            removed += 1
-        except FileNotFoundError:
-            pass
-    return removed

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_tcup.parallel import positive_int
+
 DESCRIPTION = """\
 Write synthetic BraTS 2023-like cases: OUT/BraTS-CH-NNNNN-000/BraTS-CH-NNNNN-000-{t1n,t1c,t2w,t2f,seg}.nii.gz
 (int16 images, uint8 seg with 0 = background, 1 = NETC, 2 = SNFH, 3 = ET; 1 mm voxels; BraTS orientation:
@@ -18,16 +20,6 @@ brain surface, mostly enhancing, dural tail, little necrosis); PED paediatric (s
 posterior-fossa tumours, little edema); SSA glioma with lower image quality (more noise, stronger bias, thick-slice
 blur) and larger tumours.
 example: nnunet_tcup synth data/GLI --challenge GLI --cases 10 --shape 96 96 64 --seed 1"""
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
 
 
 def _non_negative_int(text: str) -> int:
@@ -48,19 +40,20 @@ def register(subparsers) -> None:
     p.add_argument("out", metavar="OUT", help="output folder; case folders are created inside it")
     p.add_argument("--challenge", required=True, metavar="{GLI,MEN,PED,SSA}",
                    help="BraTS 2023 challenge whose cases to imitate (case-insensitive)")
-    p.add_argument("--cases", required=True, type=_positive_int, metavar="N", help="number of cases to write")
+    p.add_argument("--cases", required=True, type=positive_int, metavar="N", help="number of cases to write")
     p.add_argument("--seed", type=_non_negative_int, default=0, metavar="S",
                    help="base random seed; case i uses a seed derived from (S, i), so output is reproducible "
                         "(default: 0)")
-    p.add_argument("--shape", type=_positive_int, nargs=3, default=[240, 240, 155], metavar=("X", "Y", "Z"),
+    p.add_argument("--shape", type=positive_int, nargs=3, default=[240, 240, 155], metavar=("X", "Y", "Z"),
                    help="grid size in voxels (x y z), each 16..1024; the 240x240x155 mm BraTS field of view is "
                         "mapped onto it, so anatomy and tumours shrink with it (default: 240 240 155)")
     p.add_argument("--no-seg", action="store_true",
                    help="do not write the -seg files (like BraTS validation cases); images are unchanged")
     p.add_argument("--start-index", type=_non_negative_int, default=1, metavar="I",
                    help="case number of the first case (ids BraTS-CH-IIIII-000 onwards; default: 1)")
-    p.add_argument("--num-workers", type=_positive_int, default=1, metavar="W",
-                   help="processes generating cases in parallel (default: 1)")
+    p.add_argument("--num-workers", type=positive_int, default=None, metavar="W",
+                   help="processes generating cases in parallel (default: $nnUNet_def_n_proc if set, else the CPU "
+                        "count up to 4)")
     p.add_argument("--anatomy", choices=("auto", "mni152", "analytic"), default="auto",
                    help="brain anatomy: the MNI152 template from nilearn's wheel, the analytic ellipsoid "
                         "fallback, or auto (MNI152 when available; default)")

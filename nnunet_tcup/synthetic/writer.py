@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Dict, List, Sequence, Union
 
@@ -19,6 +18,7 @@ import numpy as np
 
 from nnunet_tcup.challenges import MODALITIES, check_challenge
 from nnunet_tcup.io_utils import atomic_output, remove_stale_partials
+from nnunet_tcup.parallel import default_num_workers, parallel_map
 from nnunet_tcup.synthetic.anatomy import resolve_anatomy_source
 from nnunet_tcup.synthetic.brats_like import REFERENCE_SHAPE, SyntheticCase, case_seed, check_shape, synthesize_case
 
@@ -105,18 +105,18 @@ def _generate_and_write(args) -> Path:
 
 def write_dataset(out_dir: PathLike, challenge: str, num_cases: int, seed: int = 0,
                   shape: Sequence[int] = REFERENCE_SHAPE, with_seg: bool = True, start_index: int = 1,
-                  num_workers: int = 1, anatomy: str = "auto", progress: bool = True) -> List[Path]:
+                  num_workers: int | None = 1, anatomy: str = "auto", progress: bool = True) -> List[Path]:
     """Generate and write cases ``start_index .. start_index + num_cases - 1``; return their folders in order.
 
     Case ``i`` uses ``synthesize_case(seed=case_seed(seed, i))``, so any chunking of the indices gives the same
-    cases. ``num_workers`` > 1 uses a process pool (platform default start method, as nnU-Net does); tqdm
-    progress bar unless ``progress`` is False.
+    cases. ``num_workers`` > 1 uses :func:`nnunet_tcup.parallel.parallel_map` (None: its default worker count);
+    tqdm progress bar unless ``progress`` is False.
     Raises ValueError for bad arguments and FileExistsError when an existing case file holds other data.
     """
-    from tqdm import tqdm
-
     challenge = check_challenge(challenge)
     shape = check_shape(shape)
+    if num_workers is None:
+        num_workers = default_num_workers()
     for name, value, minimum in (("number of cases", num_cases, 1), ("number of workers", num_workers, 1),
                                  ("start index", start_index, 0), ("seed", seed, 0)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
@@ -130,18 +130,5 @@ def write_dataset(out_dir: PathLike, challenge: str, num_cases: int, seed: int =
         raise FileExistsError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(out, challenge, i, int(seed), shape, with_seg, anatomy) for i in range(start_index, last + 1)]
-    bar = tqdm(total=len(jobs), desc=f"synth {challenge}", unit="case", disable=not progress)
-    folders: List[Path] = []
-    try:
-        if num_workers == 1 or len(jobs) == 1:
-            for job in jobs:
-                folders.append(_generate_and_write(job))
-                bar.update()
-        else:
-            with ProcessPoolExecutor(max_workers=min(num_workers, len(jobs))) as pool:
-                for folder in pool.map(_generate_and_write, jobs):
-                    folders.append(folder)
-                    bar.update()
-    finally:
-        bar.close()
-    return folders
+    return parallel_map(_generate_and_write, jobs, num_workers=int(num_workers), desc=f"synth {challenge}",
+                        progress=progress)
