@@ -20,7 +20,7 @@ import pytest
 
 from conftest import command_path, run_command
 from nnunet_tcup.cli import main as cli_main
-from nnunet_tcup.dataset_conversion import brats2023
+from nnunet_tcup.dataset_conversion import case_io
 from nnunet_tcup.dataset_conversion.brats2023 import (PLAIN_LABELS, REGION_LABELS, REGIONS_CLASS_ORDER,
                                                       convert_brats2023)
 from nnunet_tcup.dataset_conversion.export import export_predictions
@@ -291,7 +291,7 @@ def test_wrong_folders_are_refused(tmp_path, raw, capsys):
     shutil.rmtree(train / case_id(2, "MEN"))
     (train / "notes").mkdir()
     code, _, err = run_cli(convert_args(train), capsys)
-    assert code == 1 and f"{train / 'notes'}: not a BraTS 2023 case folder" in err
+    assert code == 1 and f"{train / 'notes'}: not a BraTS case folder" in err
     code, _, err = run_cli(convert_args(tmp_path / "empty"), capsys)
     assert code == 1 and "not a directory" in err
     assert list(raw.iterdir()) == []
@@ -396,17 +396,17 @@ def test_rerun_skips_verified_cases_and_restores_missing_outputs(tmp_path, raw, 
 def test_interrupted_run_leaves_nothing_taken_for_complete(tmp_path, raw, monkeypatch, capsys):
     train = write_cases(tmp_path / "train", [1, 2, 3])
     calls = {"n": 0}
-    real_copy = brats2023._copy_image
+    real_copy = case_io._copy_image
 
     def copy_then_interrupt(source, target, expected_sha):
         calls["n"] += 1
         if calls["n"] == 6:  # second image of the second case: inside atomic_output
-            with brats2023.atomic_output(target) as tmp:
+            with case_io.atomic_output(target) as tmp:
                 tmp.write_bytes(source.read_bytes()[:100])
                 raise KeyboardInterrupt
         return real_copy(source, target, expected_sha)
 
-    monkeypatch.setattr(brats2023, "_copy_image", copy_then_interrupt)
+    monkeypatch.setattr(case_io, "_copy_image", copy_then_interrupt)
     with pytest.raises(KeyboardInterrupt):
         convert_brats2023("GLI", 1, train, num_workers=1, progress=False)
     target = raw / "Dataset001_BraTS2023_GLI"
@@ -416,7 +416,7 @@ def test_interrupted_run_leaves_nothing_taken_for_complete(tmp_path, raw, monkey
     assert (target / "imagesTr" / f"{case_id(2)}_0000.nii.gz").exists()
     assert not (target / "imagesTr" / f"{case_id(2)}_0001.nii.gz").exists()
 
-    monkeypatch.setattr(brats2023, "_copy_image", real_copy)
+    monkeypatch.setattr(case_io, "_copy_image", real_copy)
     summary = convert_brats2023("GLI", 1, train, num_workers=1, progress=False)
     assert summary.skipped == [case_id(1)] and summary.converted == [case_id(2), case_id(3)]
     ds = json.loads((target / "dataset.json").read_text())

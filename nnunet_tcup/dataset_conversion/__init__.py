@@ -10,6 +10,7 @@ Public API::
 Channels 0000-0003 = t1n, t1c, t2w, t2f. Layout, dataset.json and the resume design: :mod:`.brats2023` and
 :mod:`.manifest`; checks: :mod:`.validation`; predictions back to BraTS files: :mod:`.export`.
 """
+
 from __future__ import annotations
 
 from nnunet_tcup._lazy_exports import lazy_exports

@@ -18,12 +18,13 @@ and the prediction must have that shape and affine (to 1e-3 mm), else an error n
 Safety: everything is checked before anything is written; an existing output file that differs from what would be
 written is an error unless ``overwrite``; identical ones are left untouched; writes are atomic.
 """
+
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import List, Optional, Sequence
 
 from nnunet_tcup.challenges import check_challenge
 from nnunet_tcup.dataset_conversion.brats2023 import CASE_ID_PATTERN, FILE_ENDING, REGION_LABELS, REGIONS_CLASS_ORDER
@@ -56,29 +57,36 @@ def check_prediction_dataset_json(pred_dir: Path) -> None:
         return
     wanted = _region_pairs(REGION_LABELS, REGIONS_CLASS_ORDER)
     if _region_pairs(labels, order) != wanted or len(order) != len(wanted):
-        raise ValueError(f"{path}: the predictions come from a region dataset whose regions/regions_class_order "
-                         f"({labels}, {order}) do not paint BraTS 2023 labels; expected {REGION_LABELS} with "
-                         f"regions_class_order {REGIONS_CLASS_ORDER} (as made by nnunet_tcup convert)")
+        raise ValueError(
+            f"{path}: the predictions come from a region dataset whose regions/regions_class_order "
+            f"({labels}, {order}) do not paint BraTS 2023 labels; expected {REGION_LABELS} with "
+            f"regions_class_order {REGIONS_CLASS_ORDER} (as made by nnunet_tcup convert)"
+        )
 
 
 def find_source_reference(source: Path, case_id: str) -> Path:
     """The file whose geometry the exported ``case_id`` gets (see the module docstring); ValueError if none exists."""
     source = Path(source)
-    candidates = [source / f"{case_id}_0000{FILE_ENDING}", source / "imagesTs" / f"{case_id}_0000{FILE_ENDING}",
-                  source / "imagesTr" / f"{case_id}_0000{FILE_ENDING}",
-                  source / case_id / f"{case_id}-t1n{FILE_ENDING}"]
+    candidates = [
+        source / f"{case_id}_0000{FILE_ENDING}",
+        source / "imagesTs" / f"{case_id}_0000{FILE_ENDING}",
+        source / "imagesTr" / f"{case_id}_0000{FILE_ENDING}",
+        source / case_id / f"{case_id}-t1n{FILE_ENDING}",
+    ]
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise ValueError(f"case {case_id}: no source image found in {source} (looked for "
-                     f"{', '.join(str(c.relative_to(source)) for c in candidates)})")
+    raise ValueError(
+        f"case {case_id}: no source image found in {source} (looked for "
+        f"{', '.join(str(c.relative_to(source)) for c in candidates)})"
+    )
 
 
 @dataclass(frozen=True)
 class ExportTask:
     case_id: str
     prediction: Path
-    reference: Optional[Path]
+    reference: Path | None
     target: Path
     overwrite: bool
 
@@ -89,7 +97,7 @@ class ExportCheck:
 
     task: ExportTask
     status: str
-    error: Optional[str] = None
+    error: str | None = None
 
 
 def _load_header(path: Path):
@@ -111,16 +119,21 @@ def _submission_image(task: ExportTask):
 
     prediction = load_nifti(task.prediction)
     if len(prediction.shape) != 3:
-        raise ValueError(f"case {task.case_id}: {task.prediction}: expected a 3D volume, got shape "
-                         f"{tuple(prediction.shape)}")
+        raise ValueError(
+            f"case {task.case_id}: {task.prediction}: expected a 3D volume, got shape {tuple(prediction.shape)}"
+        )
     data = prediction.get_fdata(dtype=np.float32, caching="fill")
     problem = label_problem(data)
     if problem:
         raise ValueError(f"case {task.case_id}: {task.prediction}: {problem}")
     reference = prediction if task.reference is None else _load_header(task.reference)
     if task.reference is not None:
-        problem = geometry_problem(Geometry.of(prediction), Geometry.of(reference), str(task.reference),
-                                   affine_tolerance=EXPORT_AFFINE_TOLERANCE_MM)
+        problem = geometry_problem(
+            Geometry.of(prediction),
+            Geometry.of(reference),
+            str(task.reference),
+            affine_tolerance=EXPORT_AFFINE_TOLERANCE_MM,
+        )
         if problem:
             raise ValueError(f"case {task.case_id}: {task.prediction}: does not match its source case: {problem}")
     header = reference.header.copy()
@@ -139,9 +152,12 @@ def _same_image(path: Path, image) -> bool:
         existing = load_nifti(path)
     except ValueError:
         return False
-    return (existing.shape == image.shape and existing.get_data_dtype() == np.uint8
-            and np.array_equal(existing.affine, image.affine)
-            and np.array_equal(np.asanyarray(existing.dataobj), np.asanyarray(image.dataobj)))
+    return (
+        existing.shape == image.shape
+        and existing.get_data_dtype() == np.uint8
+        and np.array_equal(existing.affine, image.affine)
+        and np.array_equal(np.asanyarray(existing.dataobj), np.asanyarray(image.dataobj))
+    )
 
 
 def check_export(task: ExportTask) -> ExportCheck:
@@ -152,8 +168,10 @@ def check_export(task: ExportTask) -> ExportCheck:
             if _same_image(task.target, image):
                 return ExportCheck(task, "unchanged")
             if not task.overwrite:
-                raise ValueError(f"case {task.case_id}: {task.target}: already exists and differs from the export of "
-                                 f"{task.prediction}; not overwriting it (remove it or pass --overwrite)")
+                raise ValueError(
+                    f"case {task.case_id}: {task.target}: already exists and differs from the export of "
+                    f"{task.prediction}; not overwriting it (remove it or pass --overwrite)"
+                )
         return ExportCheck(task, "write")
     except ValueError as e:
         return ExportCheck(task, "error", error=str(e))
@@ -172,13 +190,19 @@ def write_export(task: ExportTask) -> str:
 @dataclass
 class ExportSummary:
     out_dir: Path
-    written: List[str]
-    unchanged: List[str]
+    written: list[str]
+    unchanged: list[str]
 
 
-def export_predictions(pred_dir: Path, out_dir: Path, challenge: str, source: Optional[Path] = None,
-                       num_workers: Optional[int] = None, overwrite: bool = False,
-                       progress: bool = True) -> ExportSummary:
+def export_predictions(
+    pred_dir: Path,
+    out_dir: Path,
+    challenge: str,
+    source: Path | None = None,
+    num_workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> ExportSummary:
     """Export every ``PRED_DIR/BraTS-CH-NNNNN-NNN.nii.gz`` to ``OUT_DIR/BraTS-CH-NNNNN-NNN.nii.gz`` (uint8, 2023
     labels, source geometry). All predictions are checked first; if any fails, one ValueError lists every failing
     file and nothing is written."""
@@ -193,11 +217,15 @@ def export_predictions(pred_dir: Path, out_dir: Path, challenge: str, source: Op
     for case_id in case_ids:
         match = CASE_ID_PATTERN.match(case_id)
         if match is None:
-            raise ValueError(f"{pred_dir / (case_id + FILE_ENDING)}: not a BraTS 2023 case name (expected "
-                             f"BraTS-{challenge}-NNNNN-NNN{FILE_ENDING})")
+            raise ValueError(
+                f"{pred_dir / (case_id + FILE_ENDING)}: not a BraTS 2023 case name (expected "
+                f"BraTS-{challenge}-NNNNN-NNN{FILE_ENDING})"
+            )
         if match.group("challenge") != challenge:
-            raise ValueError(f"{pred_dir / (case_id + FILE_ENDING)}: case of challenge {match.group('challenge')}, "
-                             f"but --challenge is {challenge}")
+            raise ValueError(
+                f"{pred_dir / (case_id + FILE_ENDING)}: case of challenge {match.group('challenge')}, "
+                f"but --challenge is {challenge}"
+            )
     check_prediction_dataset_json(pred_dir)
     if source is not None and not Path(source).is_dir():
         raise ValueError(f"{source}: --source is not a directory")
@@ -205,18 +233,29 @@ def export_predictions(pred_dir: Path, out_dir: Path, challenge: str, source: Op
         raise ValueError(f"{out_dir}: exists and is not a directory")
     if out_dir.resolve() == pred_dir.resolve():
         raise ValueError(f"{out_dir}: the output folder must differ from the prediction folder")
-    tasks = [ExportTask(c, pred_dir / f"{c}{FILE_ENDING}",
-                        find_source_reference(Path(source), c) if source is not None else None,
-                        out_dir / f"{c}{FILE_ENDING}", overwrite) for c in case_ids]
-    checks = parallel_map(check_export, tasks, num_workers=workers, desc=f"checking {challenge} predictions", progress=progress)
+    tasks = [
+        ExportTask(
+            c,
+            pred_dir / f"{c}{FILE_ENDING}",
+            find_source_reference(Path(source), c) if source is not None else None,
+            out_dir / f"{c}{FILE_ENDING}",
+            overwrite,
+        )
+        for c in case_ids
+    ]
+    checks = parallel_map(
+        check_export, tasks, num_workers=workers, desc=f"checking {challenge} predictions", progress=progress
+    )
     errors = [c.error for c in checks if c.status == "error"]
     if errors:
         shown = "\n".join(f"  - {e}" for e in errors[:20])
         more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-        raise ValueError(f"{len(errors)} of {len(checks)} prediction(s) failed the checks; nothing was written:\n"
-                         f"{shown}{more}")
+        raise ValueError(
+            f"{len(errors)} of {len(checks)} prediction(s) failed the checks; nothing was written:\n{shown}{more}"
+        )
     to_write = [c.task for c in checks if c.status == "write"]
     out_dir.mkdir(parents=True, exist_ok=True)
     parallel_map(write_export, to_write, num_workers=workers, desc=f"exporting {challenge}", progress=progress)
-    return ExportSummary(out_dir, [t.case_id for t in to_write], [c.task.case_id for c in checks
-                                                                   if c.status == "unchanged"])
+    return ExportSummary(
+        out_dir, [t.case_id for t in to_write], [c.task.case_id for c in checks if c.status == "unchanged"]
+    )

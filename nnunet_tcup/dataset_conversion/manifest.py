@@ -9,6 +9,7 @@ A case manifest records, for each source file, its path, size (bytes), modificat
 each output file (path relative to the dataset folder) its size and SHA-256. It is written atomically after all
 outputs of the case are in place, so its presence means "this case was completely written from these sources".
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -16,7 +17,6 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Optional
 
 from nnunet_tcup.io_utils import write_json_atomic
 
@@ -32,15 +32,19 @@ class FileRecord:
 
     size: int
     sha256: str
-    mtime_ns: Optional[int] = None
-    path: Optional[str] = None
+    mtime_ns: int | None = None
+    path: str | None = None
 
     @classmethod
-    def of(cls, path: Path, with_source_fields: bool = True) -> "FileRecord":
+    def of(cls, path: Path, with_source_fields: bool = True) -> FileRecord:
         """Record of ``path`` as it is now (stat taken before hashing, so a concurrent change shows as a mismatch)."""
         st = path.stat()
-        return cls(st.st_size, sha256_file(path), st.st_mtime_ns if with_source_fields else None,
-                   str(path.resolve()) if with_source_fields else None)
+        return cls(
+            st.st_size,
+            sha256_file(path),
+            st.st_mtime_ns if with_source_fields else None,
+            str(path.resolve()) if with_source_fields else None,
+        )
 
     def same_content_as(self, path: Path) -> bool:
         """True if ``path`` holds the recorded bytes: stat shortcut (size + mtime) when both are recorded,
@@ -64,22 +68,31 @@ class CaseManifest:
     case: str
     split: str
     challenge: str
-    sources: Dict[str, FileRecord] = field(default_factory=dict)
-    outputs: Dict[str, FileRecord] = field(default_factory=dict)
+    sources: dict[str, FileRecord] = field(default_factory=dict)
+    outputs: dict[str, FileRecord] = field(default_factory=dict)
 
     def to_json(self) -> dict:
-        return {"tool": TOOL_NAME, "manifest_version": MANIFEST_VERSION, "case": self.case, "split": self.split,
-                "challenge": self.challenge,
-                "sources": {k: _record_json(v) for k, v in self.sources.items()},
-                "outputs": {k: _record_json(v) for k, v in self.outputs.items()}}
+        return {
+            "tool": TOOL_NAME,
+            "manifest_version": MANIFEST_VERSION,
+            "case": self.case,
+            "split": self.split,
+            "challenge": self.challenge,
+            "sources": {k: _record_json(v) for k, v in self.sources.items()},
+            "outputs": {k: _record_json(v) for k, v in self.outputs.items()},
+        }
 
     @classmethod
-    def from_json(cls, obj: dict) -> "CaseManifest":
+    def from_json(cls, obj: dict) -> CaseManifest:
         if obj.get("tool") != TOOL_NAME or obj.get("manifest_version") != MANIFEST_VERSION:
             raise ValueError("not a version-1 nnunet_tcup convert manifest")
-        return cls(str(obj["case"]), str(obj["split"]), str(obj["challenge"]),
-                   {k: FileRecord(**v) for k, v in obj["sources"].items()},
-                   {k: FileRecord(**v) for k, v in obj["outputs"].items()})
+        return cls(
+            str(obj["case"]),
+            str(obj["split"]),
+            str(obj["challenge"]),
+            {k: FileRecord(**v) for k, v in obj["sources"].items()},
+            {k: FileRecord(**v) for k, v in obj["outputs"].items()},
+        )
 
 
 def _record_json(record: FileRecord) -> dict:
@@ -94,7 +107,7 @@ def manifest_path(dataset_dir: Path, case_id: str) -> Path:
     return state_folder(dataset_dir) / "cases" / f"{case_id}.json"
 
 
-def read_manifest(dataset_dir: Path, case_id: str) -> Optional[CaseManifest]:
+def read_manifest(dataset_dir: Path, case_id: str) -> CaseManifest | None:
     """The case's manifest, or None if there is none or it cannot be parsed (the case is then checked file by file)."""
     path = manifest_path(dataset_dir, case_id)
     if not path.is_file():

@@ -7,18 +7,19 @@ shape (240, 240, 154) differs from t1n's (240, 240, 155)``.
 Geometry is compared in nibabel's terms: array shape (i, j, k), voxel sizes (mm, i/j/k order) and the 4x4
 voxel-to-world affine (mm).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence, Tuple
 
 import numpy as np
 
 from nnunet_tcup.io_utils import load_nifti
 
 #: 2023 label values allowed in a segmentation (0 background, 1 NETC, 2 SNFH, 3 ET).
-ALLOWED_LABELS: Tuple[int, ...] = (0, 1, 2, 3)
+ALLOWED_LABELS: tuple[int, ...] = (0, 1, 2, 3)
 
 #: Absolute tolerances for geometry comparisons: voxel size (mm) and affine entries (mm).
 SPACING_TOLERANCE_MM = 1e-4
@@ -42,18 +43,22 @@ class CaseValidationError(ValueError):
 class Geometry:
     """Array shape (i, j, k), voxel size (mm, i/j/k) and voxel-to-world affine (4x4, mm) of a NIfTI file."""
 
-    shape: Tuple[int, ...]
-    zooms: Tuple[float, ...]
+    shape: tuple[int, ...]
+    zooms: tuple[float, ...]
     affine: np.ndarray
 
     @classmethod
-    def of(cls, img) -> "Geometry":
-        return cls(tuple(int(s) for s in img.shape), tuple(float(z) for z in img.header.get_zooms()[:3]),
-                   np.asarray(img.affine, dtype=np.float64))
+    def of(cls, img) -> Geometry:
+        return cls(
+            tuple(int(s) for s in img.shape),
+            tuple(float(z) for z in img.header.get_zooms()[:3]),
+            np.asarray(img.affine, dtype=np.float64),
+        )
 
 
-def geometry_problem(geometry: Geometry, reference: Geometry, reference_name: str,
-                     affine_tolerance: float = AFFINE_TOLERANCE_MM) -> Optional[str]:
+def geometry_problem(
+    geometry: Geometry, reference: Geometry, reference_name: str, affine_tolerance: float = AFFINE_TOLERANCE_MM
+) -> str | None:
     """Describe how ``geometry`` differs from ``reference`` (shape, then spacing, then affine); None if it does not."""
     if geometry.shape != reference.shape:
         return f"shape {geometry.shape} differs from {reference_name}'s {reference.shape}"
@@ -61,20 +66,31 @@ def geometry_problem(geometry: Geometry, reference: Geometry, reference_name: st
         return f"spacing {geometry.zooms} mm differs from {reference_name}'s {reference.zooms} mm"
     if not np.allclose(geometry.affine, reference.affine, rtol=0.0, atol=affine_tolerance):
         diff = float(np.max(np.abs(geometry.affine - reference.affine)))
-        return (f"affine differs from {reference_name}'s (max abs difference {diff:.3g} mm):\n"
-                f"{np.array2string(geometry.affine, precision=4)}\nvs\n"
-                f"{np.array2string(reference.affine, precision=4)}")
+        return (
+            f"affine differs from {reference_name}'s (max abs difference {diff:.3g} mm): "
+            f"{_one_line(geometry.affine)} vs {_one_line(reference.affine)}"
+        )
     return None
 
 
-def label_problem(data: np.ndarray, allowed: Sequence[int] = ALLOWED_LABELS) -> Optional[str]:
+def _one_line(matrix: np.ndarray) -> str:
+    """The first three rows of a 4x4 affine on one line, 4 decimals."""
+    return "[" + "; ".join(" ".join(f"{v:.4g}" for v in row) for row in np.asarray(matrix)[:3]) + "]"
+
+
+def label_problem(data: np.ndarray, allowed: Sequence[int] = ALLOWED_LABELS) -> str | None:
     """Describe non-finite, non-integer or unexpected label values in ``data``; None if all are allowed labels."""
     if data.size == 0:
         return None
     lo, hi = data.min(), data.max()  # NaN/inf show up here; the fast path avoids sorting all voxels (np.unique)
-    if (np.isfinite(lo) and np.isfinite(hi) and lo >= min(allowed) and hi <= max(allowed)
-            and set(range(int(min(allowed)), int(max(allowed)) + 1)) == set(allowed)
-            and np.array_equal(data, np.rint(data))):
+    if (
+        np.isfinite(lo)
+        and np.isfinite(hi)
+        and lo >= min(allowed)
+        and hi <= max(allowed)
+        and set(range(int(min(allowed)), int(max(allowed)) + 1)) == set(allowed)
+        and np.array_equal(data, np.rint(data))
+    ):
         return None
     finite = np.isfinite(data)
     if not finite.all():
@@ -82,8 +98,10 @@ def label_problem(data: np.ndarray, allowed: Sequence[int] = ALLOWED_LABELS) -> 
     values = np.unique(data)
     non_integer = values[values != np.round(values)]
     if non_integer.size:
-        return (f"non-integer label value(s) {_short_list(non_integer)}; a segmentation must hold integer labels "
-                f"{list(allowed)}")
+        return (
+            f"non-integer label value(s) {_short_list(non_integer)}; a segmentation must hold integer labels "
+            f"{list(allowed)}"
+        )
     unexpected = values[~np.isin(values, np.asarray(allowed, dtype=values.dtype))]
     if unexpected.size:
         hint = ""
@@ -98,7 +116,7 @@ def _short_list(values: np.ndarray, limit: int = 8) -> str:
     return f"{shown}{' ...' if values.size > limit else ''}"
 
 
-def check_volume(case_id: str, path: Path) -> Tuple[object, Geometry]:
+def check_volume(case_id: str, path: Path) -> tuple[object, Geometry]:
     """Fully read one NIfTI file (so a truncated ``.nii.gz`` fails here), check it is a finite 3D volume.
 
     Returns the nibabel image (data cached as float32) and its :class:`Geometry`.
@@ -118,21 +136,23 @@ def check_volume(case_id: str, path: Path) -> Tuple[object, Geometry]:
 
 def _strip_path_prefix(message: str, path: Path) -> str:
     prefix = f"{path}: "
-    return message[len(prefix):] if message.startswith(prefix) else message
+    return message[len(prefix) :] if message.startswith(prefix) else message
 
 
-def validate_case_files(case_id: str, images: Sequence[Tuple[str, Path]], seg: Optional[Path]) -> Geometry:
+def validate_case_files(
+    case_id: str, images: Sequence[tuple[str, Path]], seg: Path | None, allowed_labels: Sequence[int] = ALLOWED_LABELS
+) -> Geometry:
     """Check the modality images (``(name, path)`` in channel order) and optional segmentation of one case.
 
     Each file must be readable, a finite 3D volume, and share shape, spacing and affine with the first image; the
-    segmentation must hold integer labels in {0, 1, 2, 3}. Reads one file at a time (memory: one volume).
+    segmentation must hold integer labels in ``allowed_labels`` (default {0, 1, 2, 3}). Reads one file at a time (memory: one volume).
     Returns the case geometry; raises :class:`CaseValidationError` on the first problem.
     """
     if not images:
         raise ValueError(f"case {case_id}: no images given")
-    reference: Optional[Geometry] = None
+    reference: Geometry | None = None
     reference_name = images[0][0]
-    for name, path in images:
+    for _name, path in images:
         img, geometry = check_volume(case_id, path)
         del img
         if reference is None:
@@ -151,12 +171,19 @@ def validate_case_files(case_id: str, images: Sequence[Tuple[str, Path]], seg: O
             raise CaseValidationError(case_id, seg, f"expected a 3D volume, got shape {tuple(img.shape)}")
         problem = geometry_problem(Geometry.of(img), reference, reference_name)
         if problem is None:
-            problem = label_problem(img.get_fdata(dtype=np.float32, caching="fill"))
+            problem = label_problem(img.get_fdata(dtype=np.float32, caching="fill"), allowed_labels)
         if problem:
             raise CaseValidationError(case_id, seg, problem)
     return reference
 
 
-def labels_as_uint8(img) -> np.ndarray:
-    """Label array of an already validated segmentation image as uint8 (i, j, k)."""
-    return np.rint(img.get_fdata(dtype=np.float32, caching="unchanged")).astype(np.uint8)
+def labels_as_uint8(img, label_map: dict[int, int] | None = None) -> np.ndarray:
+    """Label array of an already validated segmentation image as uint8 (i, j, k), values mapped by ``label_map``
+    (e.g. ``{4: 3}`` for BraTS 2021; unlisted values are kept)."""
+    labels = np.rint(img.get_fdata(dtype=np.float32, caching="unchanged")).astype(np.uint8)
+    if label_map:
+        lookup = np.arange(256, dtype=np.uint8)
+        for old, new in label_map.items():
+            lookup[int(old)] = int(new)
+        labels = lookup[labels]
+    return labels

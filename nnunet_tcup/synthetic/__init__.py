@@ -10,6 +10,7 @@ Public API::
 Command line: ``nnunet_tcup synth OUT --challenge GLI --cases N``. Challenge variants are described in
 :mod:`nnunet_tcup.synthetic.profiles`, the generation pipeline in :mod:`nnunet_tcup.synthetic.brats_like`.
 """
+
 from __future__ import annotations
 
 from nnunet_tcup._lazy_exports import lazy_exports

@@ -14,20 +14,20 @@ generator: ``csf`` (mask minus GM and WM), ``deep`` (Gaussian-smoothed mask, ~1 
 surface) and ``peri`` (periventricular white-matter proximity, 0..1). Arrays are float32 with axis order (x, y, z)
 of the source grid; ``affine`` maps source voxel indices to MNI RAS+ millimetres.
 """
+
 from __future__ import annotations
 
 import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, Optional, Tuple
 
 import numpy as np
 from scipy import ndimage
 
-ANATOMY_SOURCES: Tuple[str, ...] = ("auto", "mni152", "analytic")
+ANATOMY_SOURCES: tuple[str, ...] = ("auto", "mni152", "analytic")
 
-MNI_FILES: Dict[str, str] = {
+MNI_FILES: dict[str, str] = {
     "t1": "mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz",
     "gm": "mni_icbm152_gm_tal_nlin_sym_09a_converted.nii.gz",
     "wm": "mni_icbm152_wm_tal_nlin_sym_09a_converted.nii.gz",
@@ -52,12 +52,12 @@ class Anatomy:
         """Voxel size in mm along (x, y, z)."""
         return np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
 
-    def brain_bbox_mm(self) -> Tuple[np.ndarray, np.ndarray]:
+    def brain_bbox_mm(self) -> tuple[np.ndarray, np.ndarray]:
         """Lower and upper MNI RAS+ mm corners of the brain mask (computed once)."""
         return self._bbox_mm
 
     @functools.cached_property
-    def _bbox_mm(self) -> Tuple[np.ndarray, np.ndarray]:
+    def _bbox_mm(self) -> tuple[np.ndarray, np.ndarray]:
         corners = []
         for axis in range(3):
             other = tuple(k for k in range(3) if k != axis)
@@ -68,7 +68,7 @@ class Anatomy:
         return mm.min(0), mm.max(0)
 
 
-def find_mni_template_files() -> Optional[Dict[str, Path]]:
+def find_mni_template_files() -> dict[str, Path] | None:
     """Paths of the nilearn-shipped MNI152 2009a T1/GM/WM files, or None when nilearn or a file is missing.
 
     Uses ``importlib.util.find_spec`` only (nilearn is not imported).
@@ -100,8 +100,9 @@ def _smooth(array: np.ndarray, sigma_mm: float, spacing_mm: float) -> np.ndarray
     return upsample2_linear(coarse)[: shape[0], : shape[1], : shape[2]].copy()
 
 
-def _derived_maps(gm: np.ndarray, wm: np.ndarray, mask: np.ndarray, spacing_mm: float
-                  ) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _derived_maps(
+    gm: np.ndarray, wm: np.ndarray, mask: np.ndarray, spacing_mm: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """CSF, depth (mask smoothed with sigma 5 mm) and periventricular proximity maps on the source grid."""
     csf = np.clip(mask - gm - wm, 0.0, 1.0).astype(np.float32)
     deep = _smooth(mask, 5.0, spacing_mm)
@@ -110,7 +111,7 @@ def _derived_maps(gm: np.ndarray, wm: np.ndarray, mask: np.ndarray, spacing_mm: 
     return csf, deep, peri.astype(np.float32)
 
 
-def _load_mni152(paths: Dict[str, Path]) -> Anatomy:
+def _load_mni152(paths: dict[str, Path]) -> Anatomy:
     import nibabel as nib
 
     arrays = {}
@@ -126,8 +127,16 @@ def _load_mni152(paths: Dict[str, Path]) -> Anatomy:
     gm = np.clip(arrays["gm"] / 255.0, 0.0, 1.0) * mask
     wm = np.clip(arrays["wm"] / 255.0, 0.0, 1.0) * mask
     csf, deep, peri = _derived_maps(gm, wm, mask, 1.0)
-    return Anatomy(gm=gm, wm=wm, mask=mask, csf=csf, deep=deep, peri=peri,
-                   affine=np.asarray(affine, dtype=np.float64), source="mni152")
+    return Anatomy(
+        gm=gm,
+        wm=wm,
+        mask=mask,
+        csf=csf,
+        deep=deep,
+        peri=peri,
+        affine=np.asarray(affine, dtype=np.float64),
+        source="mni152",
+    )
 
 
 def _ellipsoid_radius(axes_mm, centre, radii) -> np.ndarray:
@@ -151,8 +160,10 @@ def build_analytic_anatomy(spacing_mm: float = 1.5) -> Anatomy:
     lo = np.array([-98.0, -134.0, -72.0])
     hi = np.array([98.0, 98.0, 116.0])
     shape = tuple(int(n) for n in np.floor((hi - lo) / spacing_mm) + 1)
-    axes = [(lo[i] + spacing_mm * np.arange(shape[i])).astype(np.float32).reshape(
-        [-1 if k == i else 1 for k in range(3)]) for i in range(3)]
+    axes = [
+        (lo[i] + spacing_mm * np.arange(shape[i])).astype(np.float32).reshape([-1 if k == i else 1 for k in range(3)])
+        for i in range(3)
+    ]
     rng = np.random.default_rng(20090)
     folds = smooth_noise(rng, shape, 9.0 / spacing_mm)
     bumps = smooth_noise(rng, shape, 20.0 / spacing_mm)
@@ -171,11 +182,19 @@ def build_analytic_anatomy(spacing_mm: float = 1.5) -> Anatomy:
     ribbon = (np.abs(folds) < 0.5) & (depth_cereb < 17)
     cortex = cerebrum & ((depth_cereb < 3.5) | ribbon)
     cbl_cortex = cerebellum & ~cerebrum & ((depth_cbl < 5) | (np.abs(folds) < 0.6))
-    lat_vent = np.minimum(_ellipsoid_radius(axes, (-10, -15, 16), (6, 30, 10)),
-                          _ellipsoid_radius(axes, (10, -15, 16), (6, 30, 10))) < 1
+    lat_vent = (
+        np.minimum(
+            _ellipsoid_radius(axes, (-10, -15, 16), (6, 30, 10)), _ellipsoid_radius(axes, (10, -15, 16), (6, 30, 10))
+        )
+        < 1
+    )
     fourth = _ellipsoid_radius(axes, (0, -45, -28), (6, 5, 6)) < 1
-    deep_gm = np.minimum(_ellipsoid_radius(axes, (-16, -12, 4), (9, 14, 9)),
-                         _ellipsoid_radius(axes, (16, -12, 4), (9, 14, 9))) < 1
+    deep_gm = (
+        np.minimum(
+            _ellipsoid_radius(axes, (-16, -12, 4), (9, 14, 9)), _ellipsoid_radius(axes, (16, -12, 4), (9, 14, 9))
+        )
+        < 1
+    )
     csf_hard = lat_vent | fourth | sulci
     gm = ((cortex | cbl_cortex | deep_gm) & ~csf_hard).astype(np.float32)
     wm = (mask & ~cortex & ~cbl_cortex & ~csf_hard & ~deep_gm).astype(np.float32)
@@ -203,7 +222,8 @@ def resolve_anatomy_source(source: str = "auto") -> str:
     if source == "mni152":
         raise FileNotFoundError(
             "MNI152 2009a template not found: install nilearn (its wheel ships "
-            f"nilearn/datasets/data/{MNI_FILES['t1']}) or use the analytic anatomy")
+            f"nilearn/datasets/data/{MNI_FILES['t1']}) or use the analytic anatomy"
+        )
     return "analytic"
 
 

@@ -21,21 +21,20 @@ Output conventions: arrays in (x, y, z) order, 1 mm voxels, affine :func:`brats_
 the BraTS releases: x to patient left, y to posterior, z to superior). Case seeds for datasets come from
 :func:`case_seed`.
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, Optional, Sequence, Tuple
 
 import numpy as np
 
 from nnunet_tcup.challenges import MODALITIES, check_challenge
 from nnunet_tcup.synthetic.anatomy import Anatomy, load_anatomy, resolve_anatomy_source
-from nnunet_tcup.synthetic.contrast import (acquire, render_lookalikes, render_modality, sample_intensities,
-                                            to_int16)
+from nnunet_tcup.synthetic.contrast import acquire, render_lookalikes, render_modality, sample_intensities, to_int16
 from nnunet_tcup.synthetic.fields import crop_slices, smooth_noise
-from nnunet_tcup.synthetic.geometry import (REFERENCE_SHAPE, FovGrid, HeadPlacement, sample_placement,
-                                            warp_tissue)
+from nnunet_tcup.synthetic.geometry import REFERENCE_SHAPE, FovGrid, HeadPlacement, sample_placement, warp_tissue
 from nnunet_tcup.synthetic.profiles import PROFILES, ChallengeProfile
 from nnunet_tcup.synthetic.tumour import Lesion, TumourPlan, random_rotation, render_tumour
 
@@ -47,8 +46,8 @@ class SyntheticCase:
     """One synthetic case. ``images``: t1n/t1c/t2w/t2f int16 arrays (x, y, z); ``seg``: uint8 labels
     (0, 1 = NETC, 2 = SNFH, 3 = ET) or None; ``affine``: 4x4 voxel-to-world (mm) matrix shared by all files."""
 
-    images: Dict[str, np.ndarray]
-    seg: Optional[np.ndarray]
+    images: dict[str, np.ndarray]
+    seg: np.ndarray | None
     affine: np.ndarray
     challenge: str = "GLI"
     seed: int = 0
@@ -68,7 +67,7 @@ def brats_affine(shape: Sequence[int]) -> np.ndarray:
     return affine
 
 
-def check_shape(shape: Sequence[int]) -> Tuple[int, int, int]:
+def check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
     """Validate a grid shape (three integers in [16, 1024]); return it as a tuple."""
     try:
         values = tuple(int(s) for s in shape)
@@ -88,6 +87,7 @@ def case_seed(seed: int, index: int) -> int:
 
 
 # ---------------------------------------------------------------------------------------------- tumour plan
+
 
 @functools.lru_cache(maxsize=8)
 def _candidate_voxels(source: str, kind: str) -> np.ndarray:
@@ -109,8 +109,9 @@ def _candidate_voxels(source: str, kind: str) -> np.ndarray:
     return np.flatnonzero(sel)
 
 
-def _sample_location(rng: np.random.Generator, anatomy: Anatomy, profile: ChallengeProfile
-                     ) -> Tuple[np.ndarray, np.ndarray]:
+def _sample_location(
+    rng: np.random.Generator, anatomy: Anatomy, profile: ChallengeProfile
+) -> tuple[np.ndarray, np.ndarray]:
     """Lesion centre in MNI mm and the outward surface normal there (zero vector for non-surface sites)."""
     if profile.location == "dural":
         kind = "surface"
@@ -124,7 +125,7 @@ def _sample_location(rng: np.random.Generator, anatomy: Anatomy, profile: Challe
     normal = np.zeros(3)
     if kind == "surface":
         lo = np.maximum(ijk - 2, 0)
-        patch = anatomy.deep[lo[0]:ijk[0] + 3, lo[1]:ijk[1] + 3, lo[2]:ijk[2] + 3]
+        patch = anatomy.deep[lo[0] : ijk[0] + 3, lo[1] : ijk[1] + 3, lo[2] : ijk[2] + 3]
         grad = np.array([np.mean(g) for g in np.gradient(patch)])
         grad_mm = np.linalg.solve(anatomy.affine[:3, :3].T, grad)
         if np.linalg.norm(grad_mm) > 0:
@@ -141,8 +142,9 @@ def _inside_brain(anatomy: Anatomy, mni_mm: np.ndarray) -> bool:
     return bool(anatomy.gm[i, j, k] + anatomy.wm[i, j, k] > 0.5 and anatomy.deep[i, j, k] > 0.8)
 
 
-def sample_tumour_plan(rng: np.random.Generator, anatomy: Anatomy, placement: HeadPlacement,
-                       profile: ChallengeProfile, step_mm: np.ndarray) -> TumourPlan:
+def sample_tumour_plan(
+    rng: np.random.Generator, anatomy: Anatomy, placement: HeadPlacement, profile: ChallengeProfile, step_mm: np.ndarray
+) -> TumourPlan:
     """Draw the lesions of a case (FOV mm). Sizes are floored at a few grid voxels so small grids keep all labels."""
     voxel = float(np.max(step_mm))
     centre_mni, normal = _sample_location(rng, anatomy, profile)
@@ -158,8 +160,15 @@ def sample_tumour_plan(rng: np.random.Generator, anatomy: Anatomy, placement: He
         necrosis = float(np.clip(1.0 - rim / radius, 0.0, 0.8))
         necrosis = necrosis if necrosis >= 0.3 else 0.0
     edema = max(rng.uniform(*profile.edema_mm), 1.5 * voxel) if rng.random() < profile.edema_probability else 0.0
-    main = Lesion(centre_mm=centre, radii_mm=radii, rotation=random_rotation(rng), necrosis_fraction=necrosis,
-                  edema_mm=edema, lobulation=rng.uniform(*profile.lobulation), intra_axial=profile.intra_axial)
+    main = Lesion(
+        centre_mm=centre,
+        radii_mm=radii,
+        rotation=random_rotation(rng),
+        necrosis_fraction=necrosis,
+        edema_mm=edema,
+        lobulation=rng.uniform(*profile.lobulation),
+        intra_axial=profile.intra_axial,
+    )
     satellites = []
     if profile.max_satellites > 0 and rng.random() < profile.satellite_probability:
         for _ in range(int(rng.integers(1, profile.max_satellites + 1))):
@@ -171,19 +180,32 @@ def sample_tumour_plan(rng: np.random.Generator, anatomy: Anatomy, placement: He
                 if _inside_brain(anatomy, placement.fov_to_mni(sat_centre)):
                     r_sat = max(rng.uniform(3.0, 6.5), 1.4 * voxel)
                     sat_nec = 0.45 if (r_sat > 5.0 and rng.random() < 0.4) else 0.0
-                    satellites.append(Lesion(
-                        centre_mm=sat_centre, radii_mm=r_sat * np.exp(rng.normal(0.0, 0.1, 3)),
-                        rotation=random_rotation(rng), necrosis_fraction=sat_nec,
-                        edema_mm=max(rng.uniform(3.0, 10.0), voxel), lobulation=0.1))
+                    satellites.append(
+                        Lesion(
+                            centre_mm=sat_centre,
+                            radii_mm=r_sat * np.exp(rng.normal(0.0, 0.1, 3)),
+                            rotation=random_rotation(rng),
+                            necrosis_fraction=sat_nec,
+                            edema_mm=max(rng.uniform(3.0, 10.0), voxel),
+                            lobulation=0.1,
+                        )
+                    )
                     break
-    return TumourPlan(main=main, satellites=tuple(satellites), mass_effect=rng.uniform(*profile.mass_effect),
-                      mass_effect_length_mm=1.2 * radius, dural_tail=profile.dural_tail)
+    return TumourPlan(
+        main=main,
+        satellites=tuple(satellites),
+        mass_effect=rng.uniform(*profile.mass_effect),
+        mass_effect_length_mm=1.2 * radius,
+        dural_tail=profile.dural_tail,
+    )
 
 
 # ---------------------------------------------------------------------------------------------------- driver
 
-def _region_slices(anatomy: Anatomy, placement: HeadPlacement, grid: FovGrid, plan: TumourPlan
-                   ) -> Tuple[slice, slice, slice]:
+
+def _region_slices(
+    anatomy: Anatomy, placement: HeadPlacement, grid: FovGrid, plan: TumourPlan
+) -> tuple[slice, slice, slice]:
     """Voxel box of the grid holding the brain and every lesion (everything outside stays 0)."""
     lo, hi = anatomy.brain_bbox_mm()
     corners = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1]) for z in (lo[2], hi[2])])
@@ -195,8 +217,9 @@ def _region_slices(anatomy: Anatomy, placement: HeadPlacement, grid: FovGrid, pl
     return tuple(slice(int(a), int(b)) for a, b in zip(lower, upper))  # type: ignore[return-value]
 
 
-def synthesize_case(challenge: str, shape: Sequence[int] = REFERENCE_SHAPE, seed: int = 0, with_seg: bool = True,
-                    anatomy: str = "auto") -> SyntheticCase:
+def synthesize_case(
+    challenge: str, shape: Sequence[int] = REFERENCE_SHAPE, seed: int = 0, with_seg: bool = True, anatomy: str = "auto"
+) -> SyntheticCase:
     """Generate one BraTS 2023-like case.
 
     Args:
@@ -220,13 +243,17 @@ def synthesize_case(challenge: str, shape: Sequence[int] = REFERENCE_SHAPE, seed
     tissue = warp_tissue(anat, placement, grid, region, plan)
 
     t_lo, t_hi = plan.bounds_mm()
-    tumour_box_full = crop_slices(grid.fov_to_voxel(0.5 * (t_lo + t_hi)), 0.5 * (t_hi - t_lo) / grid.step_mm,
-                                  grid.shape)
-    tumour_box_full = tuple(slice(max(b.start, r.start), max(min(b.stop, r.stop), max(b.start, r.start)))
-                            for b, r in zip(tumour_box_full, region))
+    tumour_box_full = crop_slices(
+        grid.fov_to_voxel(0.5 * (t_lo + t_hi)), 0.5 * (t_hi - t_lo) / grid.step_mm, grid.shape
+    )
+    tumour_box_full = tuple(
+        slice(max(b.start, r.start), max(min(b.stop, r.stop), max(b.start, r.start)))
+        for b, r in zip(tumour_box_full, region)
+    )
     tumour_box = tuple(slice(b.start - r.start, b.stop - r.start) for b, r in zip(tumour_box_full, region))
-    tumour = render_tumour(plan, grid.axes_mm(tumour_box_full), grid.step_mm,
-                           {k: v[tumour_box] for k, v in tissue.items()}, rng)
+    tumour = render_tumour(
+        plan, grid.axes_mm(tumour_box_full), grid.step_mm, {k: v[tumour_box] for k, v in tissue.items()}, rng
+    )
 
     looks = render_lookalikes(rng, tissue, grid.step_mm, grid.axes_mm(region)[2].ravel(), profile)
     texture = 1.0 + 0.03 * smooth_noise(rng, tissue["wm"].shape, 3.0 / grid.step_mm)
@@ -247,5 +274,6 @@ def synthesize_case(challenge: str, shape: Sequence[int] = REFERENCE_SHAPE, seed
     if with_seg:
         seg = np.zeros(shape, np.uint8)
         seg[tumour_box_full] = tumour.labels
-    return SyntheticCase(images=images, seg=seg, affine=brats_affine(shape), challenge=challenge, seed=int(seed),
-                         anatomy=anat.source)
+    return SyntheticCase(
+        images=images, seg=seg, affine=brats_affine(shape), challenge=challenge, seed=int(seed), anatomy=anat.source
+    )

@@ -1,4 +1,5 @@
 """``nnunet_tcup synth``: write synthetic BraTS 2023-like case folders. Light imports only (argparse)."""
+
 from __future__ import annotations
 
 import argparse
@@ -34,37 +35,79 @@ def _non_negative_int(text: str) -> int:
 
 def register(subparsers) -> None:
     """Add the ``synth`` sub-parser."""
-    p = subparsers.add_parser("synth", help="write synthetic BraTS 2023-like case folders",
-                              description=DESCRIPTION, epilog=EPILOG,
-                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = subparsers.add_parser(
+        "synth",
+        help="write synthetic BraTS 2023-like case folders",
+        description=DESCRIPTION,
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     p.add_argument("out", metavar="OUT", help="output folder; case folders are created inside it")
-    p.add_argument("--challenge", required=True, metavar="{GLI,MEN,PED,SSA}",
-                   help="BraTS 2023 challenge whose cases to imitate (case-insensitive)")
+    p.add_argument(
+        "--challenge",
+        required=True,
+        metavar="{GLI,MEN,PED,SSA}",
+        help="BraTS 2023 challenge whose cases to imitate (case-insensitive)",
+    )
     p.add_argument("--cases", required=True, type=positive_int, metavar="N", help="number of cases to write")
-    p.add_argument("--seed", type=_non_negative_int, default=0, metavar="S",
-                   help="base random seed; case i uses a seed derived from (S, i), so output is reproducible "
-                        "(default: 0)")
-    p.add_argument("--shape", type=positive_int, nargs=3, default=[240, 240, 155], metavar=("X", "Y", "Z"),
-                   help="grid size in voxels (x y z), each 16..1024; the 240x240x155 mm BraTS field of view is "
-                        "mapped onto it, so anatomy and tumours shrink with it (default: 240 240 155)")
-    p.add_argument("--no-seg", action="store_true",
-                   help="do not write the -seg files (like BraTS validation cases); images are unchanged")
-    p.add_argument("--start-index", type=_non_negative_int, default=1, metavar="I",
-                   help="case number of the first case (ids BraTS-CH-IIIII-000 onwards; default: 1)")
-    p.add_argument("--num-workers", type=positive_int, default=None, metavar="W",
-                   help="processes generating cases in parallel (default: $nnUNet_def_n_proc if set, else the CPU "
-                        "count up to 4)")
-    p.add_argument("--anatomy", choices=("auto", "mni152", "analytic"), default="auto",
-                   help="brain anatomy: the MNI152 template from nilearn's wheel, the analytic ellipsoid "
-                        "fallback, or auto (MNI152 when available; default)")
+    p.add_argument(
+        "--seed",
+        type=_non_negative_int,
+        default=0,
+        metavar="S",
+        help="base random seed; case i uses a seed derived from (S, i), so output is reproducible (default: 0)",
+    )
+    p.add_argument(
+        "--shape",
+        type=positive_int,
+        nargs=3,
+        default=[240, 240, 155],
+        metavar=("X", "Y", "Z"),
+        help="grid size in voxels (x y z), each 16..1024; the 240x240x155 mm BraTS field of view is "
+        "mapped onto it, so anatomy and tumours shrink with it (default: 240 240 155)",
+    )
+    p.add_argument(
+        "--no-seg",
+        action="store_true",
+        help="do not write the -seg files (like BraTS validation cases); images are unchanged",
+    )
+    p.add_argument(
+        "--start-index",
+        type=_non_negative_int,
+        default=1,
+        metavar="I",
+        help="case number of the first case (ids BraTS-CH-IIIII-000 onwards; default: 1)",
+    )
+    p.add_argument(
+        "--num-workers",
+        type=positive_int,
+        default=None,
+        metavar="W",
+        help="processes generating cases in parallel (default: $nnUNet_def_n_proc if set, else the CPU count up to 4)",
+    )
+    p.add_argument(
+        "--anatomy",
+        choices=("auto", "mni152", "analytic"),
+        default="auto",
+        help="brain anatomy: the MNI152 template from nilearn's wheel, the analytic ellipsoid "
+        "fallback, or auto (MNI152 when available; default)",
+    )
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from nnunet_tcup.synthetic.writer import write_dataset
 
-    folders = write_dataset(args.out, args.challenge, args.cases, seed=args.seed, shape=tuple(args.shape),
-                            with_seg=not args.no_seg, start_index=args.start_index, num_workers=args.num_workers,
-                            anatomy=args.anatomy)
+    folders = write_dataset(
+        args.out,
+        args.challenge,
+        args.cases,
+        seed=args.seed,
+        shape=tuple(args.shape),
+        with_seg=not args.no_seg,
+        start_index=args.start_index,
+        num_workers=args.num_workers,
+        anatomy=args.anatomy,
+    )
     print(f"wrote {len(folders)} case folder(s) to {args.out}")
     return 0

@@ -3,10 +3,10 @@
 Intensities are relative (white matter on T1 = 1) and mixed by tissue / tumour partial-volume weights; each case
 jitters the table, and each modality gets its own bias field and a random gain into int16. Arrays (x, y, z).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -16,7 +16,7 @@ from nnunet_tcup.synthetic.fields import blob_field, crop_slices, separable_bias
 from nnunet_tcup.synthetic.profiles import ChallengeProfile
 
 #: Relative intensities (white matter on T1 = 1) per modality and compartment, before per-case jitter.
-BASE_INTENSITIES: Dict[str, Dict[str, float]] = {
+BASE_INTENSITIES: dict[str, dict[str, float]] = {
     "t1n": dict(csf=0.32, gm=0.68, wm=1.00, edema=0.62, et=0.72, netc=0.42, wmh=0.80),
     "t1c": dict(csf=0.30, gm=0.70, wm=1.00, edema=0.66, et=1.55, netc=0.36, wmh=0.82, vessel=1.9),
     "t2w": dict(csf=1.90, gm=1.10, wm=0.80, edema=1.55, et=1.25, netc=1.75, wmh=1.35, vessel=0.45),
@@ -25,7 +25,7 @@ BASE_INTENSITIES: Dict[str, Dict[str, float]] = {
 TUMOUR_KEYS = ("edema", "et", "netc")
 
 
-def sample_intensities(rng: np.random.Generator, profile: ChallengeProfile) -> Dict[str, Dict[str, float]]:
+def sample_intensities(rng: np.random.Generator, profile: ChallengeProfile) -> dict[str, dict[str, float]]:
     """Per-case intensity table: base values with +-4 % (tissue) / +-8 % (tumour) uniform jitter, GM/WM contrast scaling
     and the profile's overrides."""
     contrast = rng.uniform(*profile.gm_wm_contrast)
@@ -51,8 +51,13 @@ class Lookalikes:
     flair_csf: np.ndarray
 
 
-def render_lookalikes(rng: np.random.Generator, tissue: Dict[str, np.ndarray], step_mm: np.ndarray,
-                      z_mm: np.ndarray, profile: ChallengeProfile) -> Lookalikes:
+def render_lookalikes(
+    rng: np.random.Generator,
+    tissue: dict[str, np.ndarray],
+    step_mm: np.ndarray,
+    z_mm: np.ndarray,
+    profile: ChallengeProfile,
+) -> Lookalikes:
     """Periventricular caps plus punctate deep white-matter hyperintensities; tubular vessels in sulcal CSF,
     patchy enhancement of the brain's outer rim (residual meninges) and choroid plexus; in some cases FLAIR
     CSF-pulsation artefacts in the basal cisterns and posterior fossa (CSF below the FOV centre). Noise fields are
@@ -110,8 +115,14 @@ def render_lookalikes(rng: np.random.Generator, tissue: Dict[str, np.ndarray], s
     return Lookalikes(wmh=wmh, vessels=vessels, flair_csf=flair_csf)
 
 
-def render_modality(values: Dict[str, float], tissue: Dict[str, np.ndarray], texture: np.ndarray,
-                    looks: Lookalikes, tumour_box: Tuple[slice, slice, slice], tumour) -> np.ndarray:
+def render_modality(
+    values: dict[str, float],
+    tissue: dict[str, np.ndarray],
+    texture: np.ndarray,
+    looks: Lookalikes,
+    tumour_box: tuple[slice, slice, slice],
+    tumour,
+) -> np.ndarray:
     """Noise-free, bias-free intensity of one modality on the region (float32, white-matter T1 ~ 1)."""
     x = (tissue["gm"] * values["gm"] + tissue["wm"] * values["wm"] + tissue["csf"] * values["csf"]) * texture
     x += looks.wmh * (values["wmh"] - x)
@@ -127,8 +138,14 @@ def render_modality(values: Dict[str, float], tissue: Dict[str, np.ndarray], tex
     return x
 
 
-def acquire(rng: np.random.Generator, x: np.ndarray, brain: np.ndarray, profile: ChallengeProfile,
-            noise_level: float, step_mm: np.ndarray) -> np.ndarray:
+def acquire(
+    rng: np.random.Generator,
+    x: np.ndarray,
+    brain: np.ndarray,
+    profile: ChallengeProfile,
+    noise_level: float,
+    step_mm: np.ndarray,
+) -> np.ndarray:
     """Bias field, acquisition blur (``profile.blur_mm``) and Rician noise (sigma ``noise_level`` in WM-T1 units);
     zeros outside the brain."""
     x = x * separable_bias(rng, x.shape, rng.uniform(*profile.bias))

@@ -1,41 +1,47 @@
 """Random smooth fields used by the generator (texture, lobulation, bias, vessels). Axis order (x, y, z)."""
+
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 from scipy import ndimage
 
 
-def _coarse_noise(rng: np.random.Generator, shape: Sequence[int], length_vox: Sequence[float] | float
-                  ) -> Tuple[np.ndarray, np.ndarray]:
+def _coarse_noise(
+    rng: np.random.Generator, shape: Sequence[int], length_vox: Sequence[float] | float
+) -> tuple[np.ndarray, np.ndarray]:
     """Unit-std white noise on a coarse grid (one node per ``length_vox`` voxels, lightly smoothed) and the
     per-axis node spacing in voxels."""
     length = np.maximum(np.broadcast_to(np.asarray(length_vox, dtype=float), (3,)), 1.0)
-    coarse_shape = tuple(int(np.ceil(s / l)) + 3 for s, l in zip(shape, length))
+    coarse_shape = tuple(int(np.ceil(s / n)) + 3 for s, n in zip(shape, length))
     coarse = ndimage.gaussian_filter(rng.standard_normal(coarse_shape).astype(np.float32), 0.7, mode="wrap")
     coarse /= max(float(coarse.std()), 1e-6)
     return coarse, length
 
 
-def smooth_noise(rng: np.random.Generator, shape: Sequence[int], length_vox: Sequence[float] | float
-                 ) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, shape: Sequence[int], length_vox: Sequence[float] | float) -> np.ndarray:
     """Smooth random field of ``shape`` (about zero mean, unit std), correlation length ``length_vox`` voxels.
 
     Coarse white noise (one node per ``length_vox`` voxels), lightly smoothed, linearly upsampled. float32.
     """
     shape = tuple(int(s) for s in shape)
     coarse, length = _coarse_noise(rng, shape, length_vox)
-    return ndimage.affine_transform(coarse, 1.0 / length, offset=(1.0, 1.0, 1.0), output_shape=shape, order=1,
-                                    mode="nearest")
+    return ndimage.affine_transform(
+        coarse, 1.0 / length, offset=(1.0, 1.0, 1.0), output_shape=shape, order=1, mode="nearest"
+    )
 
 
-def smooth_noise_at(rng: np.random.Generator, shape: Sequence[int], length_vox: Sequence[float] | float,
-                    indices: Tuple[np.ndarray, np.ndarray, np.ndarray]) -> np.ndarray:
+def smooth_noise_at(
+    rng: np.random.Generator,
+    shape: Sequence[int],
+    length_vox: Sequence[float] | float,
+    indices: tuple[np.ndarray, np.ndarray, np.ndarray],
+) -> np.ndarray:
     """The field :func:`smooth_noise` would give for the same ``rng`` state, evaluated only at voxel
     ``indices`` (as from ``np.nonzero``). float32, one value per index."""
     coarse, length = _coarse_noise(rng, tuple(int(s) for s in shape), length_vox)
-    coords = np.stack([idx / l + 1.0 for idx, l in zip(indices, length)]).astype(np.float32)
+    coords = np.stack([idx / n + 1.0 for idx, n in zip(indices, length)]).astype(np.float32)
     return ndimage.map_coordinates(coarse, coords, order=1, mode="nearest")
 
 
@@ -55,8 +61,12 @@ def separable_bias(rng: np.random.Generator, shape: Sequence[int], strength: flo
             for k in (1, 2):
                 f += rng.normal(0.0, 0.6 / k) * np.cos(np.pi * k * t + rng.uniform(0, 2 * np.pi))
             factors.append(f)
-        log_field += (factors[0][:, None, None] * factors[1][None, :, None] * factors[2][None, None, :]
-                      * np.float32(rng.normal(0.0, 1.0)))
+        log_field += (
+            factors[0][:, None, None]
+            * factors[1][None, :, None]
+            * factors[2][None, None, :]
+            * np.float32(rng.normal(0.0, 1.0))
+        )
     log_field -= log_field.mean()
     std = float(log_field.std())
     if std > 0:
@@ -73,8 +83,9 @@ def blob_field(shape: Sequence[int], centre_vox: Sequence[float], radius_vox: Se
     return np.clip((1.0 - r) / edge + 0.5, 0.0, 1.0)
 
 
-def crop_slices(centre: Sequence[float], half_width: Sequence[float], shape: Sequence[int]
-                ) -> Tuple[slice, slice, slice]:
+def crop_slices(
+    centre: Sequence[float], half_width: Sequence[float], shape: Sequence[int]
+) -> tuple[slice, slice, slice]:
     """Slices of the box ``centre +- half_width`` (voxels) clipped to ``shape``; may be empty."""
     out = []
     for c, h, n in zip(centre, half_width, shape):

@@ -4,11 +4,12 @@ Frames: *FOV frame* = millimetres of the 240x240x155 mm BraTS field of view, ori
 towards patient Left, Posterior, Superior (the voxel axes of the written files); *MNI frame* = RAS+ mm of the
 anatomy. A grid of any shape covers the whole FOV (voxel size 240/X x 240/Y x 155/Z mm of the FOV frame).
 """
+
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Dict, Sequence, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -18,16 +19,16 @@ from nnunet_tcup.synthetic.fields import crop_slices, upsample2_linear
 from nnunet_tcup.synthetic.profiles import ChallengeProfile
 from nnunet_tcup.synthetic.tumour import MASS_EFFECT_SUPPORT, TumourPlan, mass_effect
 
-REFERENCE_SHAPE: Tuple[int, int, int] = (240, 240, 155)
-TISSUE_KEYS: Tuple[str, ...] = ("gm", "wm", "mask", "deep", "peri")
-SMOOTH_KEYS: Tuple[str, ...] = ("deep", "peri")
+REFERENCE_SHAPE: tuple[int, int, int] = (240, 240, 155)
+TISSUE_KEYS: tuple[str, ...] = ("gm", "wm", "mask", "deep", "peri")
+SMOOTH_KEYS: tuple[str, ...] = ("deep", "peri")
 
 
 @dataclass(frozen=True)
 class FovGrid:
     """A grid of ``shape`` voxels covering the 240x240x155 mm FOV; FOV frame origin at the centre, axes L, P, S."""
 
-    shape: Tuple[int, int, int]
+    shape: tuple[int, int, int]
 
     @property
     def step_mm(self) -> np.ndarray:
@@ -39,7 +40,7 @@ class FovGrid:
         m[:3, 3] = 0.5 * self.step_mm - 0.5 * np.asarray(REFERENCE_SHAPE, float)
         return m
 
-    def axes_mm(self, region: Tuple[slice, slice, slice]) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def axes_mm(self, region: tuple[slice, slice, slice]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Broadcastable FOV mm coordinates of the voxel centres of ``region``, float32."""
         m = self.voxel_to_fov()
         out = []
@@ -95,9 +96,11 @@ def sample_placement(rng: np.random.Generator, anatomy: Anatomy, profile: Challe
 
 # ----------------------------------------------------------------------------------------------- anatomy warp
 
+
 @functools.lru_cache(maxsize=4)
-def _antialiased(source: str, block: Tuple[int, int, int], sigma: Tuple[float, float, float]
-                 ) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+def _antialiased(
+    source: str, block: tuple[int, int, int], sigma: tuple[float, float, float]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Anatomy maps block-averaged by ``block`` voxels per axis, then Gaussian-smoothed by ``sigma`` (voxels of
     the reduced grid); returns the arrays and their voxel-to-MNI affine. Cached per process."""
     anatomy = load_anatomy(source)
@@ -119,7 +122,7 @@ def _antialiased(source: str, block: Tuple[int, int, int], sigma: Tuple[float, f
     return arrays, affine
 
 
-def _source_arrays(anatomy: Anatomy, grid_to_mni: np.ndarray) -> Tuple[Dict[str, np.ndarray], np.ndarray]:
+def _source_arrays(anatomy: Anatomy, grid_to_mni: np.ndarray) -> tuple[dict[str, np.ndarray], np.ndarray]:
     """Anatomy maps low-pass filtered for sampling on a grid with voxel-to-MNI map ``grid_to_mni``: integer block
     averaging where a grid voxel spans several anatomy voxels, then a Gaussian for the remaining factor.
     Returns (arrays, voxel-to-MNI affine of the arrays)."""
@@ -127,22 +130,25 @@ def _source_arrays(anatomy: Anatomy, grid_to_mni: np.ndarray) -> Tuple[Dict[str,
     step_src = np.sqrt((vox_to_src[:3, :3] ** 2).sum(axis=1))  # anatomy voxels per grid voxel, per source axis
     block = tuple(int(max(1, np.floor(s / 1.5))) for s in step_src)
     residual = step_src / np.asarray(block, float)
-    sigma = 0.45 * np.sqrt(np.maximum(residual ** 2 - 1.0, 0.0))
+    sigma = 0.45 * np.sqrt(np.maximum(residual**2 - 1.0, 0.0))
     sigma_key = tuple(float(np.round(v * 4) / 4) if v >= 0.3 else 0.0 for v in sigma)
     return _antialiased(anatomy.source, block, sigma_key)
 
 
-def _affine_warp(source: np.ndarray, vox_to_src: np.ndarray, start: np.ndarray, step: float,
-                 out_shape: Tuple[int, ...]) -> np.ndarray:
+def _affine_warp(
+    source: np.ndarray, vox_to_src: np.ndarray, start: np.ndarray, step: float, out_shape: tuple[int, ...]
+) -> np.ndarray:
     """Sample ``source`` (linear) at grid voxels ``start + step * i`` for i over ``out_shape``."""
     lin = vox_to_src[:3, :3] * step
     offset = vox_to_src[:3, 3] + vox_to_src[:3, :3] @ start
-    return ndimage.affine_transform(source, lin, offset=offset, output_shape=out_shape, order=1, mode="constant",
-                                    cval=0.0)
+    return ndimage.affine_transform(
+        source, lin, offset=offset, output_shape=out_shape, order=1, mode="constant", cval=0.0
+    )
 
 
-def warp_tissue(anatomy: Anatomy, placement: HeadPlacement, grid: FovGrid, region: Tuple[slice, slice, slice],
-                plan: TumourPlan) -> Dict[str, np.ndarray]:
+def warp_tissue(
+    anatomy: Anatomy, placement: HeadPlacement, grid: FovGrid, region: tuple[slice, slice, slice], plan: TumourPlan
+) -> dict[str, np.ndarray]:
     """Tissue maps (gm, wm, csf, mask, deep, peri; float32 in [0, 1]) on ``region`` of the grid, with mass effect.
 
     Linear interpolation; the smooth maps (deep, peri) are sampled on a half-resolution grid and upsampled

@@ -17,12 +17,12 @@
   up to 3 satellites), acquired on lower-field / older scanners: about twice the noise, a stronger bias field and
   thick-slice blur (sigma 0.9 mm in-plane, 2.2 mm along z).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Dict, Tuple
 
-Range = Tuple[float, float]
+Range = tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -47,32 +47,61 @@ class ChallengeProfile:
     intra_axial: bool = True
     gm_wm_contrast: Range = (0.9, 1.1)
     noise: Range = (0.025, 0.04)
-    blur_mm: Tuple[float, float, float] = (0.5, 0.5, 0.5)
+    blur_mm: tuple[float, float, float] = (0.5, 0.5, 0.5)
     bias: Range = (0.07, 0.15)
     wmh_burden: Range = (0.5, 1.0)
     flair_artefact_probability: float = 0.5
     #: per-modality multiplicative changes of the default tumour intensities, e.g. {"t1c": {"et": 1.1}}
-    intensity_overrides: Dict[str, Dict[str, float]] = field(default_factory=dict)
+    intensity_overrides: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-PROFILES: Dict[str, ChallengeProfile] = {
+PROFILES: dict[str, ChallengeProfile] = {
     "GLI": ChallengeProfile(name="GLI", location="supratentorial"),
     "MEN": ChallengeProfile(
-        name="MEN", location="dural", core_radius_mm=(9.0, 24.0), necrosis_probability=0.35, rim_mm=(4.0, 8.0),
-        edema_mm=(4.0, 18.0), edema_probability=0.75, lobulation=(0.05, 0.2), satellite_probability=0.0,
-        max_satellites=0, mass_effect=(0.45, 0.75), dural_tail=True, intra_axial=False, wmh_burden=(0.2, 0.9),
+        name="MEN",
+        location="dural",
+        core_radius_mm=(9.0, 24.0),
+        necrosis_probability=0.35,
+        rim_mm=(4.0, 8.0),
+        edema_mm=(4.0, 18.0),
+        edema_probability=0.75,
+        lobulation=(0.05, 0.2),
+        satellite_probability=0.0,
+        max_satellites=0,
+        mass_effect=(0.45, 0.75),
+        dural_tail=True,
+        intra_axial=False,
+        wmh_burden=(0.2, 0.9),
         intensity_overrides={"t1n": {"et": 1.0}, "t2w": {"et": 0.95}, "t2f": {"et": 0.9}, "t1c": {"et": 1.05}},
     ),
     "PED": ChallengeProfile(
-        name="PED", location="paediatric", brain_scale=(0.80, 0.93), core_radius_mm=(9.0, 20.0),
-        necrosis_probability=0.8, rim_mm=(2.0, 5.0), edema_mm=(3.0, 12.0), edema_probability=0.85,
-        satellite_probability=0.2, max_satellites=1, mass_effect=(0.3, 0.5), gm_wm_contrast=(0.55, 0.8),
-        wmh_burden=(0.0, 0.25), flair_artefact_probability=0.7,
+        name="PED",
+        location="paediatric",
+        brain_scale=(0.80, 0.93),
+        core_radius_mm=(9.0, 20.0),
+        necrosis_probability=0.8,
+        rim_mm=(2.0, 5.0),
+        edema_mm=(3.0, 12.0),
+        edema_probability=0.85,
+        satellite_probability=0.2,
+        max_satellites=1,
+        mass_effect=(0.3, 0.5),
+        gm_wm_contrast=(0.55, 0.8),
+        wmh_burden=(0.0, 0.25),
+        flair_artefact_probability=0.7,
         intensity_overrides={"t1c": {"et": 0.9}},
     ),
     "SSA": ChallengeProfile(
-        name="SSA", location="supratentorial", core_radius_mm=(16.0, 28.0), necrosis_probability=0.95,
-        edema_mm=(7.0, 20.0), satellite_probability=0.6, max_satellites=3, mass_effect=(0.4, 0.65),
-        noise=(0.045, 0.07), blur_mm=(0.9, 0.9, 2.2), bias=(0.1, 0.18),
+        name="SSA",
+        location="supratentorial",
+        core_radius_mm=(16.0, 28.0),
+        necrosis_probability=0.95,
+        edema_mm=(7.0, 20.0),
+        satellite_probability=0.6,
+        max_satellites=3,
+        mass_effect=(0.4, 0.65),
+        noise=(0.045, 0.07),
+        blur_mm=(0.9, 0.9, 2.2),
+        bias=(0.1, 0.18),
     ),
 }

@@ -13,10 +13,11 @@ stops at CSF, so it spreads along white matter; only edema connected to a core i
 enhancing lesions with their own edema near the main one. Meningiomas add a thin enhancing dural tail along the
 brain surface. Mass effect pushes healthy tissue radially away from the main lesion (see :func:`mass_effect`).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence, Tuple
 
 import cc3d
 import numpy as np
@@ -56,16 +57,16 @@ class TumourPlan:
     """The lesions of a case plus the mass-effect strength (0..0.8) and decay length (mm) of the main lesion."""
 
     main: Lesion
-    satellites: Tuple[Lesion, ...]
+    satellites: tuple[Lesion, ...]
     mass_effect: float
     mass_effect_length_mm: float
     dural_tail: bool = False
 
     @property
-    def lesions(self) -> Tuple[Lesion, ...]:
+    def lesions(self) -> tuple[Lesion, ...]:
         return (self.main,) + self.satellites
 
-    def bounds_mm(self) -> Tuple[np.ndarray, np.ndarray]:
+    def bounds_mm(self) -> tuple[np.ndarray, np.ndarray]:
         """FOV-frame box (lo, hi) holding every lesion, its edema and the dural tail."""
         los, his = [], []
         for lesion in self.lesions:
@@ -110,7 +111,7 @@ def mass_effect(points_mm: np.ndarray, plan: TumourPlan) -> np.ndarray:
     """
     c = plan.main.centre_mm
     d = points_mm - c
-    t2 = (d ** 2).sum(-1, keepdims=True) / (MASS_EFFECT_SUPPORT * plan.mass_effect_length_mm) ** 2
+    t2 = (d**2).sum(-1, keepdims=True) / (MASS_EFFECT_SUPPORT * plan.mass_effect_length_mm) ** 2
     bump = np.square(np.clip(1.0 - t2, 0.0, 1.0))
     return c + d * (1.0 - plan.mass_effect * bump)
 
@@ -136,8 +137,9 @@ def _keep_components_touching(mask: np.ndarray, seeds: np.ndarray) -> np.ndarray
     return np.isin(comp, keep)
 
 
-def render_tumour(plan: TumourPlan, axes_mm: Sequence[np.ndarray], step_mm: np.ndarray, tissue: dict,
-                  rng: np.random.Generator) -> TumourMaps:
+def render_tumour(
+    plan: TumourPlan, axes_mm: Sequence[np.ndarray], step_mm: np.ndarray, tissue: dict, rng: np.random.Generator
+) -> TumourMaps:
     """Rasterise the plan on a box.
 
     ``axes_mm``: broadcastable per-axis FOV coordinates (x[:, None, None], y[None, :, None], z[None, None, :]) of

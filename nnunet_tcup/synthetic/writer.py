@@ -7,12 +7,14 @@ Re-running on an existing folder: files that already hold exactly the generated 
 voxels) are kept, missing files are written, and a file with different content raises FileExistsError naming it
 (nothing of that case is written then). Stale ``.*.partial-*`` files from interrupted runs are removed.
 """
+
 from __future__ import annotations
 
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Sequence, Union
+from typing import Union
 
 import numpy as np
 
@@ -32,7 +34,7 @@ def case_id_for(challenge: str, index: int) -> str:
     return f"BraTS-{check_challenge(challenge)}-{int(index):05d}-000"
 
 
-def _case_arrays(case: SyntheticCase) -> Dict[str, np.ndarray]:
+def _case_arrays(case: SyntheticCase) -> dict[str, np.ndarray]:
     arrays = {m: case.images[m] for m in MODALITIES}
     if case.seg is not None:
         arrays["seg"] = case.seg
@@ -87,7 +89,8 @@ def write_case(case: SyntheticCase, out_dir: PathLike, case_id: str) -> Path:
             if not _same_content(target, arrays[key], case.affine):
                 raise FileExistsError(
                     f"{target}: exists with different content; refusing to overwrite case folder {folder} "
-                    "(use another output folder, seed or start index)")
+                    "(use another output folder, seed or start index)"
+                )
         else:
             pending.append(key)
     folder.mkdir(parents=True, exist_ok=True)
@@ -103,9 +106,18 @@ def _generate_and_write(args) -> Path:
     return write_case(case, out_dir, case_id_for(challenge, index))
 
 
-def write_dataset(out_dir: PathLike, challenge: str, num_cases: int, seed: int = 0,
-                  shape: Sequence[int] = REFERENCE_SHAPE, with_seg: bool = True, start_index: int = 1,
-                  num_workers: int | None = 1, anatomy: str = "auto", progress: bool = True) -> List[Path]:
+def write_dataset(
+    out_dir: PathLike,
+    challenge: str,
+    num_cases: int,
+    seed: int = 0,
+    shape: Sequence[int] = REFERENCE_SHAPE,
+    with_seg: bool = True,
+    start_index: int = 1,
+    num_workers: int | None = 1,
+    anatomy: str = "auto",
+    progress: bool = True,
+) -> list[Path]:
     """Generate and write cases ``start_index .. start_index + num_cases - 1``; return their folders in order.
 
     Case ``i`` uses ``synthesize_case(seed=case_seed(seed, i))``, so any chunking of the indices gives the same
@@ -117,8 +129,12 @@ def write_dataset(out_dir: PathLike, challenge: str, num_cases: int, seed: int =
     shape = check_shape(shape)
     if num_workers is None:
         num_workers = default_num_workers()
-    for name, value, minimum in (("number of cases", num_cases, 1), ("number of workers", num_workers, 1),
-                                 ("start index", start_index, 0), ("seed", seed, 0)):
+    for name, value, minimum in (
+        ("number of cases", num_cases, 1),
+        ("number of workers", num_workers, 1),
+        ("start index", start_index, 0),
+        ("seed", seed, 0),
+    ):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
             raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
     resolve_anatomy_source(anatomy)  # unknown / missing anatomy fails before anything is written
@@ -130,5 +146,6 @@ def write_dataset(out_dir: PathLike, challenge: str, num_cases: int, seed: int =
         raise FileExistsError(f"{out}: exists and is not a directory")
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(out, challenge, i, int(seed), shape, with_seg, anatomy) for i in range(start_index, last + 1)]
-    return parallel_map(_generate_and_write, jobs, num_workers=int(num_workers), desc=f"synth {challenge}",
-                        progress=progress)
+    return parallel_map(
+        _generate_and_write, jobs, num_workers=int(num_workers), desc=f"synth {challenge}", progress=progress
+    )
