@@ -15,27 +15,23 @@ from __future__ import annotations
 import argparse
 import time
 
+import sys
+from pathlib import Path
+
 import numpy as np
 
-from nnunet_tcup.evaluation.lesionwise import evaluate_case
-from nnunet_tcup.postprocessing.cache import REGION_NAMES, CandidateScorer, build_case_cache
-from nnunet_tcup.postprocessing.lesion_filter import filter_lesions
-from nnunet_tcup.postprocessing.synthetic_predictions import make_case
-from nnunet_tcup.postprocessing.tuning import ThresholdGrid, grid_search, pick_best
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+from postprocessing_helpers import brute_force_objective, make_case  # noqa: E402
+
+from nnunet_tcup.postprocessing.cache import REGION_NAMES, CandidateScorer, build_case_cache  # noqa: E402
+from nnunet_tcup.postprocessing.tuning import ThresholdGrid, grid_search, pick_best  # noqa: E402
 
 
 def naive_search(cases, spacing, grid: ThresholdGrid, challenge: str):
-    """Filter + evaluate_case per candidate and case; returns (objective per candidate, seconds)."""
+    """Filter + evaluate_case per candidate and case (the shared brute force); returns (objective, seconds)."""
     start = time.perf_counter()
-    objective = []
-    for a, b, c, m in grid.candidates():
-        per_region = {r: [] for r in REGION_NAMES}
-        for gt, pred in cases:
-            ev = evaluate_case(gt, filter_lesions(pred, a, b, c, int(m)), spacing, challenge=challenge)
-            for r in REGION_NAMES:
-                per_region[r].append(ev[r].lesionwise_dice)
-        objective.append(np.mean([np.mean(per_region[r]) for r in REGION_NAMES]))
-    return np.array(objective), time.perf_counter() - start
+    objective = brute_force_objective(cases, grid.candidates(), spacing, challenge)
+    return objective, time.perf_counter() - start
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from nnunet_tcup.cli import main
 from nnunet_tcup.evaluation.lesionwise import evaluate_case
 from nnunet_tcup.io_utils import read_array_zyx
 from nnunet_tcup.postprocessing.lesion_filter import filter_lesions
-from nnunet_tcup.postprocessing.synthetic_predictions import make_case, write_case_folders
+from postprocessing_helpers import make_case, write_case_folders
 
 SHAPE = (32, 48, 48)
 SPACING = (1.2, 1.0, 1.0)  # (z, y, x)
@@ -68,6 +68,7 @@ def stock_apply(pred: Path, out: Path, pkl: Path, env=None) -> None:
                  "-plans_json", plans, "-dataset_json", dataset], env=env, timeout=300)
 
 
+@pytest.mark.slow
 def test_preset_pkl_is_applied_by_stock_nnunet(tmp_path, nnunet_env):
     out_dir = tmp_path / "pp"
     proc = run_command(["nnunet_tcup", "postprocess", "preset", "--challenge", "brats-men", "-o", out_dir],
@@ -101,19 +102,23 @@ def test_preset_pkl_is_applied_by_stock_nnunet(tmp_path, nnunet_env):
     assert pickle.loads((out_dir / "postprocessing.pkl").read_bytes())[1][0]["wt_threshold"] == 125
 
 
+@pytest.mark.slow
 def test_tune_from_folders_then_apply_with_stock_nnunet_and_with_json(tmp_path, nnunet_env):
     pred, gt, out_dir = tmp_path / "pred", tmp_path / "gt", tmp_path / "tuned"
     write_case_folders(pred, gt, 4, SHAPE, SPACING, seed=40)
     proc = run_command(["nnunet_tcup", "postprocess", "tune", "--challenge", "GLI", "--pred", pred, "--gt", gt,
                         "-o", out_dir, "--num-workers", "1"], env=nnunet_env)
     assert "caching cases" in proc.stderr and "lesion-wise Dice" in proc.stdout  # tqdm progress, summary
+    assert "out-of-sample" in proc.stdout and "filter KEPT" in proc.stdout and "warning: only 4 cases" in proc.stdout
     doc = json.loads((out_dir / "postprocessing.json").read_text())
     fns, kwargs = pickle.loads((out_dir / "postprocessing.pkl").read_bytes())
     assert fns == [filter_lesions] and kwargs == [doc["kwargs"]]
-    assert doc["n_candidates"] == 7920 and doc["n_cases"] == 4
+    assert doc["n_candidates"] == 392 and doc["grid_name"] == "paper" and doc["n_cases"] == 4
+    assert doc["filter_kept"] and doc["kwargs"]["min_slices"] == 5
+    oos = doc["out_of_sample"]
+    assert oos["gain_mean"] > 2 * oos["gain_se"] and sorted(oos["per_case_gain"]) == sorted(doc["per_case"])
     assert set(doc["lesionwise_dice_before"]) == {"WT", "TC", "ET", "mean"}
     assert doc["lesionwise_dice_after"]["mean"] > doc["lesionwise_dice_before"]["mean"]
-    assert doc["lesionwise_dice_after"]["mean"] >= doc["paper_preset"]["lesionwise_dice"]["mean"]
     # the reported Dice is what the evaluation gives on the filtered predictions
     for name, values in doc["per_case"].items():
         p, spacing = read_array_zyx(pred / f"{name}.nii.gz")
@@ -145,6 +150,7 @@ def make_results_layout(env: dict, folds=(0, 1), cases_per_fold: int = 2) -> Pat
     return model
 
 
+@pytest.mark.slow
 def test_tune_from_nnunet_results_writes_where_find_best_configuration_does(tmp_path, nnunet_env, monkeypatch):
     from nnunetv2.utilities.file_path_utilities import folds_tuple_to_string, get_output_folder
 
@@ -184,7 +190,8 @@ def test_cli_bad_input(tmp_path, capsys, monkeypatch):
     assert code == 1 and "no prediction files" in err
     write_case_folders(pred, gt, 2, (16, 24, 24), seed=1)
     (gt / "case_001.nii.gz").rename(gt / "other_001.nii.gz")
-    code, err = run_cli(["postprocess", "tune", "--challenge", "GLI", "--pred", pred, "--gt", gt], capsys)
+    code, err = run_cli(["postprocess", "tune", "--challenge", "GLI", "--pred", pred, "--gt", gt,
+                         "--num-workers", "1"], capsys)
     assert code == 1 and "no ground truth for 1 of 2" in err and "case_001" in err
     code, err = run_cli(["postprocess", "tune", "--challenge", "GLI", "--pred", pred, "--gt", gt,
                          "--wt-thresholds", "-5"], capsys)
@@ -194,11 +201,12 @@ def test_cli_bad_input(tmp_path, capsys, monkeypatch):
     code, err = run_cli(["postprocess", "tune", "--challenge", "XYZ", "--pred", pred, "--gt", gt], capsys)
     assert code == 1 and "unknown challenge" in err
     (gt / "other_001.nii.gz").rename(gt / "case_001.nii.gz")
-    from nnunet_tcup.postprocessing.synthetic_predictions import write_label_image
+    from postprocessing_helpers import write_label_image
 
     write_label_image(np.zeros((16, 24, 20), np.uint8), gt / "case_001.nii.gz")
-    code, err = run_cli(["postprocess", "tune", "--challenge", "GLI", "--pred", pred, "--gt", gt], capsys)
-    assert code == 1 and "differs from ground truth" in err and "case_001.nii.gz" in err
+    code, err = run_cli(["postprocess", "tune", "--challenge", "GLI", "--pred", pred, "--gt", gt,
+                         "--num-workers", "1"], capsys)
+    assert code == 1 and "geometry differs from" in err and "case_001.nii.gz" in err and "shape" in err
     write_label_image(np.full((16, 24, 24), 4, np.uint8), gt / "case_001.nii.gz")
     code, err = run_cli(["postprocess", "tune", "--challenge", "GLI", "--pred", pred, "--gt", gt,
                          "--num-workers", "1"], capsys)
@@ -244,3 +252,80 @@ def test_apply_rejects_bad_json_kwargs(tmp_path, capsys, kwargs, message):
     path = write_json({"kwargs": kwargs}, tmp_path / "pp.json")
     code, err = run_cli(["postprocess", "apply", "-i", tmp_path, "-o", tmp_path / "o", "--json", path], capsys)
     assert code == 1 and message in err
+
+
+def truncate(path: Path, keep: float = 0.6) -> None:
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def one_line_error(err: str) -> str:
+    """The error line of the CLI (tqdm progress lines on stderr aside); asserts it is a single line."""
+    lines = [ln for ln in err.replace("\r", "\n").splitlines() if "error:" in ln]
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_truncated_prediction_is_refused_by_tune_and_apply_leaving_nothing(tmp_path, capsys):
+    pred, gt, out = tmp_path / "pred", tmp_path / "gt", tmp_path / "tuned"
+    write_case_folders(pred, gt, 3, (16, 24, 24), seed=3)
+    truncate(pred / "case_001.nii.gz")
+    code, err = run_cli(["postprocess", "tune", "--challenge", "GLI", "--pred", pred, "--gt", gt, "-o", out,
+                         "--num-workers", "1"], capsys)
+    line = one_line_error(err)
+    assert code == 1 and "case_001.nii.gz" in line and "truncated" in line
+    assert not out.exists()
+    assert main(["postprocess", "preset", "--challenge", "GLI", "-o", str(tmp_path / "preset")]) == 0
+    for workers in ("1", "2"):  # also when other workers have already written their (staged) cases
+        code, err = run_cli(["postprocess", "apply", "-i", pred, "-o", tmp_path / "pp", "--json",
+                             tmp_path / "preset" / "postprocessing.json", "--num-workers", workers], capsys)
+        line = one_line_error(err)
+        assert code == 1 and "case_001.nii.gz" in line and "truncated" in line
+        assert not (tmp_path / "pp").exists()  # no outputs, no partial files, not even the folder it made
+    (tmp_path / "pp").mkdir()
+    (tmp_path / "pp" / "mine.txt").write_text("user data")
+    code, _ = run_cli(["postprocess", "apply", "-i", pred, "-o", tmp_path / "pp", "--json",
+                       tmp_path / "preset" / "postprocessing.json", "--num-workers", "1"], capsys)
+    assert code == 1 and sorted(p.name for p in (tmp_path / "pp").iterdir()) == ["mine.txt"]
+
+
+def test_tune_refuses_a_prediction_on_another_grid(tmp_path, capsys):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    write_case_folders(pred, gt, 2, (16, 24, 24), seed=5)
+    image = sitk.ReadImage(str(pred / "case_000.nii.gz"))
+    image.SetOrigin((0.0, 0.0, 3.0))  # same shape and spacing, shifted by 3 mm
+    sitk.WriteImage(image, str(pred / "case_000.nii.gz"), useCompression=True)
+    code, err = run_cli(["postprocess", "tune", "--challenge", "GLI", "--pred", pred, "--gt", gt,
+                         "--num-workers", "1"], capsys)
+    line = one_line_error(err)
+    assert code == 1 and "origin" in line and str(pred / "case_000.nii.gz") in line and str(gt / "case_000.nii.gz") in line
+
+
+@pytest.mark.slow
+def test_identity_when_no_filter_passes_changes_nothing_with_stock_nnunet_and_apply(tmp_path, nnunet_env, capsys):
+    from postprocessing_helpers import make_model_case
+
+    pred, gt, out_dir = tmp_path / "pred", tmp_path / "gt", tmp_path / "tuned"
+    pred.mkdir()
+    gt.mkdir()
+    for k in range(5):  # clean predictions with true small lesions: any filter can only delete real tumour
+        g, p = make_model_case(300 + k, (40, 64, 64), fp_rate=0.0, small_lesion_prob=1.0, hit_rate=1.0)
+        write_prediction_with_geometry(g, gt / f"case_{k}.nii.gz")
+        write_prediction_with_geometry(p, pred / f"case_{k}.nii.gz")
+    code = main(["postprocess", "tune", "--challenge", "GLI", "--pred", str(pred), "--gt", str(gt), "-o",
+                 str(out_dir), "--grid", "wide", "--num-workers", "1"])
+    stdout = capsys.readouterr().out
+    assert code == 0 and "filter NOT KEPT" in stdout and "writing the identity" in stdout
+    doc = json.loads((out_dir / "postprocessing.json").read_text())
+    assert not doc["filter_kept"] and doc["kwargs"] == {"wt_threshold": 0.0, "tc_threshold": 0.0,
+                                                        "et_threshold": 0.0, "min_slices": 1}
+    assert doc["postprocessing_fns"] == [] and pickle.loads((out_dir / "postprocessing.pkl").read_bytes()) == ([], [])
+    stock_apply(pred, tmp_path / "stock", out_dir / "postprocessing.pkl", env=nnunet_env)
+    assert main(["postprocess", "apply", "-i", str(pred), "-o", str(tmp_path / "ours"), "--json",
+                 str(out_dir / "postprocessing.json"), "--num-workers", "1"]) == 0
+    for k in range(5):
+        for folder in ("stock", "ours"):
+            assert_filtered_copy(pred / f"case_{k}.nii.gz", tmp_path / folder / f"case_{k}.nii.gz",
+                                 doc["kwargs"])  # identity kwargs: the output equals the input
+            same = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / folder / f"case_{k}.nii.gz")))
+            assert np.array_equal(same, sitk.GetArrayFromImage(sitk.ReadImage(str(pred / f"case_{k}.nii.gz"))))

@@ -121,7 +121,7 @@ def test_filter_keeps_dtype_and_does_not_modify_its_input():
 
 
 def test_no_filter_setting_is_the_identity():
-    from nnunet_tcup.postprocessing.synthetic_predictions import make_case
+    from postprocessing_helpers import make_case
 
     _, pred = make_case((24, 40, 40), seed=3)
     assert np.array_equal(filter_lesions(pred, **NO_FILTER), pred)

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from postprocessing_helpers import brute_force_objective, make_case, make_model_case
 
 from nnunet_tcup.evaluation.lesionwise import evaluate_case
 from nnunet_tcup.postprocessing.cache import (
@@ -11,8 +12,10 @@ from nnunet_tcup.postprocessing.cache import (
 from nnunet_tcup.postprocessing.lesion_filter import (
     FILTER_REGIONS, FilterParameters, filter_lesions, label_components, preset_parameters, region_mask,
 )
-from nnunet_tcup.postprocessing.synthetic_predictions import make_case
-from nnunet_tcup.postprocessing.tuning import ThresholdGrid, grid_search, pick_best, summarise
+from nnunet_tcup.postprocessing.selection import decide, leave_one_out, select
+from nnunet_tcup.postprocessing.tuning import (
+    ThresholdGrid, grid_search, named_grid, pick_best, summarise, tune_caches,
+)
 
 SPACING = (1.2, 0.9, 1.0)  # (z, y, x) mm, anisotropic on purpose (lesion volumes in mm^3)
 
@@ -91,25 +94,12 @@ def test_nesting_parents(cases):
     assert (cache.regions["WT"].parent == -1).all()
 
 
-def naive_objective(cases, grid: ThresholdGrid, challenge: str) -> np.ndarray:
-    """Brute force: filter + evaluate_case for every grid point; objective in grid order."""
-    values = []
-    for a, b, c, m in grid.candidates():
-        per_region = {r: [] for r in REGION_NAMES}
-        for gt, pred in cases:
-            ev = evaluate_case(gt, filter_lesions(pred, a, b, c, int(m)), SPACING, challenge=challenge)
-            for r in REGION_NAMES:
-                per_region[r].append(ev[r].lesionwise_dice)
-        values.append(np.mean([np.mean(per_region[r]) for r in REGION_NAMES]))
-    return np.array(values)
-
-
 def test_grid_search_matches_brute_force(cases):
     grid = ThresholdGrid(wt=(0, 20, 60), tc=(10, 0), et=(0, 8), min_slices=(1, 4))
     caches = [build_case_cache(gt, pred, SPACING, challenge="PED", name=f"c{k}")
               for k, (gt, pred) in enumerate(cases)]
     result = grid_search(CandidateScorer(caches), grid)
-    naive = naive_objective(cases, grid, "PED")
+    naive = brute_force_objective(cases, grid.candidates(), SPACING, "PED")
     np.testing.assert_allclose(result.objective.ravel(), naive, rtol=0, atol=1e-12)
     index, best = pick_best(naive, grid.candidates())
     a, b, c, m = grid.candidates()[index]
@@ -145,3 +135,106 @@ def test_cache_rejects_bad_input():
         build_case_cache(gt, gt, (1, 1, 1), challenge="XYZ")
     with pytest.raises(ValueError, match="no cases"):
         CandidateScorer([])
+
+
+# ------------------------------------------------------------------------------- selection that generalises
+def test_changed_voxels_equal_the_voxels_the_filter_changes(cases):
+    caches = [build_case_cache(gt, pred, SPACING, challenge="GLI", name=str(k)) for k, (gt, pred) in enumerate(cases)]
+    candidates = candidate_list(10, seed=5)
+    matrix = np.array([[p.wt_threshold, p.tc_threshold, p.et_threshold, p.min_slices] for p in candidates])
+    changed = CandidateScorer(caches).changed_voxels(matrix, max_cells=50)  # tiny chunks: chunking must not matter
+    expected = np.array([[np.count_nonzero(filter_lesions(pred, **p.as_kwargs()) != pred) for _, pred in cases]
+                         for p in candidates])
+    assert np.array_equal(changed, expected)
+    assert expected[0].sum() == 0 and (expected[1:].sum(axis=1) > 0).all()
+
+
+def loo_by_definition(scores, removed):
+    """select() on the matrices without case i, for each i; gains against row 0 (the identity)."""
+    chosen = np.array([select(np.delete(scores, i, axis=1), np.delete(removed, i, axis=1))
+                       for i in range(scores.shape[1])])
+    return chosen, scores[chosen, np.arange(scores.shape[1])] - scores[0]
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_leave_one_out_equals_its_definition(seed):
+    rng = np.random.default_rng(seed)
+    c, n = int(rng.integers(2, 40)), int(rng.integers(2, 12))
+    gain = rng.normal(0, 0.05, size=(c, 1)) + rng.normal(0, rng.choice([0.01, 0.1]), size=(c, n))
+    scores = np.clip(0.6 + gain, 0, 1)
+    scores[0] = 0.6 + rng.normal(0, 0.05, size=n)
+    if seed % 2:
+        scores = np.round(scores, 1)  # many exact ties
+    removed = rng.integers(1, 1000, size=(c, n)).astype(float)
+    removed[0] = 0
+    estimate = leave_one_out(scores, removed)
+    chosen, gains = loo_by_definition(scores, removed)
+    assert np.array_equal(estimate.chosen, chosen)
+    np.testing.assert_allclose(estimate.gains, gains, rtol=0, atol=1e-15)
+    assert estimate.se == pytest.approx(gains.std(ddof=1) / np.sqrt(n))
+
+
+def test_select_prefers_the_least_aggressive_within_noise_and_the_identity_on_noise():
+    # row 1 best by a hair, row 2 within one paired SE but removes less: row 2 wins; identity far below
+    scores = np.array([[0.5, 0.5, 0.5, 0.5], [0.80, 0.72, 0.90, 0.70], [0.79, 0.73, 0.88, 0.70]])
+    removed = np.array([[0, 0, 0, 0], [50, 50, 50, 50], [10, 10, 10, 10]], dtype=float)
+    assert select(scores, removed) == 2
+    removed[2] = 60
+    assert select(scores, removed) == 1
+    # a candidate whose gain is within noise of 'no filter' is not selected: identity (row 0) changes nothing
+    noisy = np.array([[0.5, 0.5, 0.5, 0.5], [0.9, 0.2, 0.9, 0.3]])
+    assert select(noisy, np.array([[0, 0, 0, 0], [1, 1, 1, 1]], dtype=float)) == 0
+
+
+def test_decide():
+    from nnunet_tcup.postprocessing.selection import OutOfSample
+
+    good = OutOfSample(chosen=np.array([1, 1, 1]), gains=np.array([0.10, 0.12, 0.11]))
+    noisy = OutOfSample(chosen=np.array([1, 1, 1]), gains=np.array([0.30, -0.25, 0.02]))
+    assert decide(1, 0.2, good, 2.0).kept
+    assert not decide(1, 0.2, noisy, 2.0).kept and "not above" in decide(1, 0.2, noisy, 2.0).reason
+    assert not decide(0, 0.0, good, 2.0).kept
+    assert not decide(1, 0.2, None, 2.0).kept
+    assert not decide(1, 0.2, OutOfSample(chosen=np.zeros(3, int), gains=np.zeros(3)), 0.0).kept  # 0 is no gain
+
+
+def model_caches(seeds, fp_rate, shape=(40, 80, 80)):
+    return [build_case_cache(*make_model_case(s, shape, fp_rate=fp_rate), (1.0, 1.0, 1.0), challenge="GLI",
+                             name=f"m{s}") for s in seeds]
+
+
+def heldout_gain(caches, kwargs) -> np.ndarray:
+    """Per held-out case: objective with the filter minus without (mean over WT, TC, ET of lesion-wise Dice)."""
+    _, before = summarise(caches, None)
+    _, after = summarise(caches, FilterParameters.from_kwargs(kwargs))
+    return np.array([np.mean([after[c.name][r] - before[c.name][r] for r in REGION_NAMES]) for c in caches])
+
+
+def test_tuned_filter_helps_unseen_cases_with_false_positives():
+    report = tune_caches(model_caches(range(8), fp_rate=1.0), "GLI", named_grid("paper"), "paper")
+    assert report["filter_kept"] and report["kwargs"] == report["selected"]["kwargs"]
+    assert report["out_of_sample"]["gain_mean"] > 2 * report["out_of_sample"]["gain_se"] > 0
+    assert report["lesionwise_dice_after"]["mean"] > report["lesionwise_dice_before"]["mean"]
+    assert len(report["out_of_sample"]["per_case_gain"]) == 8 and report["n_candidates"] == 392
+    assert any("only 8 cases" in w for w in report["warnings"])
+    gain = heldout_gain(model_caches(range(100, 108), fp_rate=1.0), report["kwargs"])
+    assert gain.mean() > 2 * gain.std(ddof=1) / np.sqrt(gain.size)  # held out, same kind: clearly better
+
+
+def test_no_false_positives_gives_the_identity_and_says_why():
+    caches = model_caches(range(200, 208), fp_rate=0.0)
+    report = tune_caches(caches, "GLI", named_grid("wide"), "wide")
+    assert not report["filter_kept"] and FilterParameters.from_kwargs(report["kwargs"]).is_identity
+    assert report["lesionwise_dice_after"] == report["lesionwise_dice_before"]
+    assert "no candidate beats" in report["decision"] or "not above" in report["decision"]
+    assert any("wide grid" in w for w in report["warnings"])
+
+
+def test_named_grids():
+    paper, wide = named_grid("paper"), named_grid("wide")
+    assert paper.min_slices == (5,) and paper.size == 392 and wide.size == 7920
+    for challenge in ("GLI", "MEN", "PED", "SSA"):  # the paper's presets are paper-grid points
+        p = preset_parameters(challenge)
+        assert p.wt_threshold in paper.wt and p.tc_threshold in paper.tc and p.et_threshold in paper.et
+    with pytest.raises(ValueError, match="unknown grid"):
+        named_grid("huge")

@@ -252,7 +252,10 @@ class CandidateScorer:
         fp_case = sp.csr_matrix((np.ones(int(fp.sum())), (np.flatnonzero(fp), cat(comp_case)[fp])),
                                 shape=(c_off, n_cases))
         scored_idx = np.flatnonzero(scored)
+        comp_voxels = sp.csr_matrix((voxels.astype(np.float64), (np.arange(c_off), cat(comp_case))),
+                                    shape=(c_off, n_cases))
         return {
+            "comp_voxels": comp_voxels,  # (components, cases): a component's voxel count in its case's column
             "area": np.where(slices > 0, voxels / np.maximum(slices, 1), 0.0),  # same floats as keep_components
             "slices": slices.astype(np.float64),
             "parent": cat(parents).astype(np.int64),
@@ -276,6 +279,44 @@ class CandidateScorer:
         if parent_region is not None and keep.shape[1]:
             keep &= self.keep_matrix(parent_region, candidates)[:, data["parent"]]
         return keep
+
+    def keep_matrices(self, candidates: np.ndarray) -> Dict[str, np.ndarray]:
+        """Per region, the (C, n) bool keep matrix of :meth:`keep_matrix`, each parent computed once."""
+        keep: Dict[str, np.ndarray] = {}
+        for region in REGION_NAMES:
+            col = REGION_NAMES.index(region)
+            data = self._regions[region]
+            own = (data["area"][None, :] > candidates[:, col:col + 1]) & (data["slices"][None, :] >= candidates[:, 3:4])
+            parent_region = PARENT_REGION[region]
+            if parent_region is not None and own.shape[1]:
+                own &= keep[parent_region][:, data["parent"]]
+            keep[region] = own
+        return keep
+
+    def changed_voxels(self, candidates: np.ndarray, max_cells: int = 20_000_000) -> np.ndarray:
+        """(C, n_cases) number of voxels whose label each candidate changes in each case (its aggressiveness).
+
+        A component is changed when its own rule removes it while its parent component is kept (a removed parent
+        already changed it): WT voxels become 0, TC voxels 2, ET voxels 1.
+        """
+        candidates = np.asarray(candidates, dtype=np.float64).reshape(-1, 4)
+        n_comp = max(max(len(self._regions[r]["area"]) for r in REGION_NAMES), 1)
+        step = int(max(1, min(candidates.shape[0], max_cells // n_comp)))
+        out = np.zeros((candidates.shape[0], self.n_cases))
+        for s in range(0, candidates.shape[0], step):
+            chunk = candidates[s:s + step]
+            keep = self.keep_matrices(chunk)
+            for region in REGION_NAMES:
+                data = self._regions[region]
+                parent_region = PARENT_REGION[region]
+                if parent_region is None:
+                    changed = ~keep[region]
+                elif keep[region].shape[1]:
+                    changed = keep[parent_region][:, data["parent"]] & ~keep[region]
+                else:
+                    continue
+                out[s:s + step] += np.asarray(data["comp_voxels"].T.dot(changed.T.astype(np.float64))).T
+        return out
 
     def region_case_scores(self, region: str, candidates: np.ndarray, max_cells: int = 20_000_000) -> np.ndarray:
         """(C, n_cases) lesion-wise Dice of ``region`` per case under each candidate row.

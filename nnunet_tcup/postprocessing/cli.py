@@ -3,6 +3,10 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_tcup.parallel import positive_int
+
+__all__ = ["register", "run_apply", "run_preset", "run_tune"]
+
 CHALLENGE_HELP = "BraTS 2023 challenge: GLI, MEN, PED or SSA (also accepted as BraTS-GLI, ...)"
 
 
@@ -26,13 +30,19 @@ def register(subparsers) -> None:
     preset.set_defaults(func=run_preset)
 
     tune = sub.add_parser(
-        "tune", help="search thresholds maximising lesion-wise Dice on cross-validation predictions",
-        description="Grid-search A_WT, A_TC, A_ET and min_slices to maximise the mean (over WT, TC, ET and cases) "
-                    "lesion-wise Dice with the challenge's official evaluation parameters. Input: either --pred and "
-                    "--gt folders (same NAME.nii.gz in both), or a trained nnU-Net model (-d/-tr/-p/-c/-f): its "
-                    "fold_X/validation predictions against $nnUNet_preprocessed/DATASET/gt_segmentations, writing "
-                    "into TRAINER__PLANS__CONFIG/crossval_results_folds_..., where nnUNetv2_find_best_configuration "
-                    "writes its own postprocessing.pkl (so inference_instructions.txt applies ours; run "
+        "tune", help="choose thresholds on cross-validation predictions, kept only if they help unseen cases",
+        description="Choose A_WT, A_TC, A_ET (and min_slices) on cross-validation predictions for the mean (over WT, "
+                    "TC, ET and cases) lesion-wise Dice with the challenge's official evaluation parameters, so that "
+                    "the filter helps cases it was not tuned on: among the candidates within one paired standard "
+                    "error of the best, the one changing the fewest voxels is selected; a leave-one-case-out "
+                    "estimate (select without a case, score that case) gives its out-of-sample gain; the filter is "
+                    "written only if that gain exceeds --min-gain-se standard errors, otherwise an identity "
+                    "post-processing is written (nnUNetv2_apply_postprocessing and 'postprocess apply' then change "
+                    "nothing). Input: either --pred and --gt folders (same NAME.nii.gz in both), or a trained "
+                    "nnU-Net model (-d/-tr/-p/-c/-f): its fold_X/validation predictions against "
+                    "$nnUNet_preprocessed/DATASET/gt_segmentations, writing into "
+                    "TRAINER__PLANS__CONFIG/crossval_results_folds_..., where nnUNetv2_find_best_configuration writes "
+                    "its own postprocessing.pkl (so inference_instructions.txt applies ours; run "
                     "find_best_configuration first, it recreates that folder). Existing files are backed up.")
     tune.add_argument("--challenge", required=True, help=CHALLENGE_HELP + "; selects the evaluation parameters")
     tune.add_argument("--pred", help="folder of predictions NAME.nii.gz (labels 0-3) to tune on")
@@ -46,16 +56,20 @@ def register(subparsers) -> None:
                       help="with -d: configuration (default: 3d_fullres)")
     tune.add_argument("-f", "--folds", nargs="+", type=int, default=[0, 1, 2, 3, 4],
                       help="with -d: folds whose validation predictions are used (default: 0 1 2 3 4)")
+    tune.add_argument("--grid", choices=("paper", "wide"), default="paper",
+                      help="candidate set: 'paper' (default; the paper's rule: area thresholds per region, WT 0-200, "
+                           "TC 0-150, ET 0-50 voxels per slice, min_slices 5; 392 candidates) or 'wide' (WT 0-300, "
+                           "TC 0-200, ET 0-100, min_slices 1-10; 7,920 candidates: needs many cases)")
     tune.add_argument("--wt-thresholds", nargs="+", type=float, default=None,
-                      help="candidate WT thresholds, mean voxels per slice (default: 0 10 25 50 75 100 125 150 200 "
-                           "250 300)")
-    tune.add_argument("--tc-thresholds", nargs="+", type=float, default=None,
-                      help="candidate TC thresholds (default: 0 5 10 25 50 75 100 125 150 200)")
-    tune.add_argument("--et-thresholds", nargs="+", type=float, default=None,
-                      help="candidate ET thresholds (default: 0 5 10 15 20 25 50 75 100)")
+                      help="candidate WT thresholds, mean voxels per slice (replaces the grid's)")
+    tune.add_argument("--tc-thresholds", nargs="+", type=float, default=None, help="candidate TC thresholds")
+    tune.add_argument("--et-thresholds", nargs="+", type=float, default=None, help="candidate ET thresholds")
     tune.add_argument("--min-slices", nargs="+", type=int, default=None,
-                      help="candidate minimum numbers of z slices (default: 1 2 3 4 5 6 8 10)")
-    tune.add_argument("--num-workers", type=int, default=None,
+                      help="candidate minimum numbers of z slices (paper grid: 5)")
+    tune.add_argument("--min-gain-se", type=float, default=None,
+                      help="keep the filter only if its leave-one-case-out gain exceeds this many standard errors "
+                           "(default: 2)")
+    tune.add_argument("--num-workers", type=positive_int, default=None,
                       help="processes reading and caching cases (default: $nnUNet_def_n_proc or min(4, CPUs))")
     tune.set_defaults(func=run_tune)
 
@@ -66,7 +80,8 @@ def register(subparsers) -> None:
     apply.add_argument("-i", "--input", required=True, help="folder of predictions NAME.nii.gz (labels 0-3)")
     apply.add_argument("-o", "--output", required=True, help="output folder (must differ from -i)")
     apply.add_argument("--json", required=True, help="postprocessing.json written by 'postprocess preset' or 'tune'")
-    apply.add_argument("--num-workers", type=int, default=1, help="worker processes (default: 1)")
+    apply.add_argument("--num-workers", type=positive_int, default=None,
+                       help="worker processes (default: $nnUNet_def_n_proc or min(4, CPUs))")
     apply.add_argument("--overwrite", action="store_true", help="replace existing files in the output folder")
     apply.set_defaults(func=run_apply)
 
@@ -96,15 +111,18 @@ def run_preset(args: argparse.Namespace) -> int:
 
 
 def _grid(args: argparse.Namespace):
-    from nnunet_tcup.postprocessing.tuning import ThresholdGrid
+    """The named grid with the thresholds given on the command line replacing its own; ``(grid, name)``."""
+    from dataclasses import replace
 
-    defaults = ThresholdGrid()
-    return ThresholdGrid(
-        wt=tuple(args.wt_thresholds) if args.wt_thresholds is not None else defaults.wt,
-        tc=tuple(args.tc_thresholds) if args.tc_thresholds is not None else defaults.tc,
-        et=tuple(args.et_thresholds) if args.et_thresholds is not None else defaults.et,
-        min_slices=tuple(args.min_slices) if args.min_slices is not None else defaults.min_slices,
-    )
+    from nnunet_tcup.postprocessing.tuning import named_grid
+
+    grid = named_grid(args.grid)
+    changes = {key: tuple(value) for key, value in (("wt", args.wt_thresholds), ("tc", args.tc_thresholds),
+                                                    ("et", args.et_thresholds), ("min_slices", args.min_slices))
+               if value is not None}
+    if not changes:
+        return grid, args.grid
+    return replace(grid, **changes), f"{args.grid} (modified)"
 
 
 def run_tune(args: argparse.Namespace) -> int:
@@ -112,15 +130,12 @@ def run_tune(args: argparse.Namespace) -> int:
 
     from nnunet_tcup.challenges import check_challenge
     from nnunet_tcup.postprocessing import nnunet_results as nr
-    from nnunet_tcup.postprocessing.apply import describe
     from nnunet_tcup.postprocessing.lesion_filter import FilterParameters
-    from nnunet_tcup.postprocessing.tuning import default_num_workers, pair_cases, pairs_from_folders, tune
+    from nnunet_tcup.postprocessing.tuning import DEFAULT_NOISE_FACTOR, pair_cases, pairs_from_folders, tune
 
     challenge = check_challenge(args.challenge)
-    grid = _grid(args)
-    workers = default_num_workers() if args.num_workers is None else args.num_workers
-    if workers < 1:
-        raise ValueError(f"--num-workers must be >= 1, got {workers}")
+    grid, grid_name = _grid(args)
+    noise_factor = DEFAULT_NOISE_FACTOR if args.min_gain_se is None else args.min_gain_se
     from_folders = args.pred is not None or args.gt is not None
     if from_folders == (args.dataset is not None):
         raise ValueError("give either --pred and --gt, or -d DATASET (with -tr/-p/-c/-f)")
@@ -142,22 +157,19 @@ def run_tune(args: argparse.Namespace) -> int:
         sources = {"predictions": [str(f) for f in layout.validation_folders], "ground_truth": str(layout.gt_folder),
                    "dataset": layout.dataset_name, "trainer": args.trainer, "plans": args.plans,
                    "configuration": args.configuration, "folds": list(args.folds)}
-    print(f"tuning the lesion filter for {challenge} on {len(pairs)} cases, {grid.size} candidates")
-    report = tune(pairs, challenge, grid, num_workers=workers, progress=True)
+    print(f"tuning the lesion filter for {challenge} on {len(pairs)} cases, {grid.size} candidates ({grid_name} grid)")
+    report = tune(pairs, challenge, grid, grid_name, num_workers=args.num_workers, progress=True,
+                  noise_factor=noise_factor)
     report.update(sources)
-    best = FilterParameters.from_kwargs(report["kwargs"])
+    final = FilterParameters.from_kwargs(report["kwargs"])
     if layout is not None:
         notes += nr.prepare_crossval_folder(layout)
-    doc = nr.postprocessing_json(best, "tuned on cross-validation predictions (nnunet_tcup postprocess tune)",
-                                 report)
-    pkl, js, messages = nr.write_postprocessing_files(output, best, doc)
+    how = "tuned on cross-validation predictions (nnunet_tcup postprocess tune)"
+    if not report["filter_kept"]:
+        how += "; no filter passed the out-of-sample test, so this is the identity"
+    pkl, js, messages = nr.write_postprocessing_files(output, final, nr.postprocessing_json(final, how, report))
     _print_messages(notes + messages)
-    before, after = report["lesionwise_dice_before"], report["lesionwise_dice_after"]
-    preset = report["paper_preset"]["lesionwise_dice"]
-    print(f"best: {describe(best, challenge)}")
-    for key in ("WT", "TC", "ET", "mean"):
-        print(f"  lesion-wise Dice {key:4s}: before {before[key]:.4f}  after {after[key]:.4f}  "
-              f"(paper preset {preset[key]:.4f})")
+    print_tune_summary(report)
     print(f"wrote {pkl}\nwrote {js}")
     if layout is not None:
         print(f"the postprocessing command in inference_instructions.txt now applies it:\n"
@@ -165,6 +177,29 @@ def run_tune(args: argparse.Namespace) -> int:
               f"-plans_json {layout.crossval_folder / 'plans.json'}")
         _warn_if_other_best(layout, pkl)
     return 0
+
+
+def print_tune_summary(report: dict) -> None:
+    """The tuning result for the console: selection, in- and out-of-sample gains, the decision, warnings."""
+    from nnunet_tcup.postprocessing.apply import describe
+    from nnunet_tcup.postprocessing.lesion_filter import FilterParameters
+
+    challenge = report["challenge"]
+    selected = FilterParameters.from_kwargs(report["selected"]["kwargs"])
+    for warning in report["warnings"]:
+        print(f"warning: {warning}")
+    print(f"selected: {describe(selected, challenge)}")
+    before, chosen = report["lesionwise_dice_before"], report["selected"]["lesionwise_dice"]
+    preset = report["paper_preset"]["lesionwise_dice"]
+    for key in ("WT", "TC", "ET", "mean"):
+        print(f"  lesion-wise Dice {key:4s}: no filter {before[key]:.4f}  selected {chosen[key]:.4f}  "
+              f"(paper preset {preset[key]:.4f})")
+    oos = report["out_of_sample"]
+    print(f"gain of the mean lesion-wise Dice: in-sample {report['in_sample_gain']:+.4f}; out-of-sample "
+          + (f"{oos['gain_mean']:+.4f} +/- {oos['gain_se']:.4f} (leave-one-case-out, {report['n_cases']} cases)"
+             if oos else "not estimated (too few cases)"))
+    verdict = "KEPT" if report["filter_kept"] else "NOT KEPT: writing the identity (predictions stay unchanged)"
+    print(f"filter {verdict}: {report['decision']}")
 
 
 def _warn_if_other_best(layout, pkl) -> None:

@@ -81,6 +81,11 @@ class FilterParameters:
         return {"wt_threshold": float(self.wt_threshold), "tc_threshold": float(self.tc_threshold),
                 "et_threshold": float(self.et_threshold), "min_slices": int(self.min_slices)}
 
+    @property
+    def is_identity(self) -> bool:
+        """True when the filter keeps every component (no threshold, 1 slice): it changes nothing."""
+        return (self.wt_threshold, self.tc_threshold, self.et_threshold, self.min_slices) == (0.0, 0.0, 0.0, 1)
+
     @classmethod
     def from_kwargs(cls, kwargs: Mapping, source: str = "kwargs") -> "FilterParameters":
         """Build from a mapping with exactly the keys of :meth:`as_kwargs` (``min_slices`` optional)."""
@@ -94,6 +99,10 @@ class FilterParameters:
                              f"unknown: {unknown}, missing: {missing}")
         return cls(kwargs["wt_threshold"], kwargs["tc_threshold"], kwargs["et_threshold"],
                    kwargs.get("min_slices", DEFAULT_MIN_SLICES))
+
+
+#: The filter that changes nothing: every component has a mean area > 0 and spans at least one slice.
+IDENTITY = FilterParameters(0.0, 0.0, 0.0, 1)
 
 
 def preset_parameters(challenge: str) -> FilterParameters:

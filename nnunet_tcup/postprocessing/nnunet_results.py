@@ -131,9 +131,9 @@ def postprocessing_json(params: FilterParameters, source: str, extra: Optional[d
                       "voxels / z-slices > threshold and z-slices >= min_slices; removed WT -> 0, TC -> 2, ET -> 1",
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "nnunet_tcup_version": __version__,
-        # the keys nnU-Net's own postprocessing.json uses for the same information
-        "postprocessing_fns": ["filter_lesions"],
-        "postprocessing_kwargs": [kwargs],
+        # the keys nnU-Net's own postprocessing.json uses for the same information (empty: no post-processing)
+        "postprocessing_fns": [] if params.is_identity else ["filter_lesions"],
+        "postprocessing_kwargs": [] if params.is_identity else [kwargs],
     }
     doc.update(extra or {})
     return doc
@@ -141,8 +141,9 @@ def postprocessing_json(params: FilterParameters, source: str, extra: Optional[d
 
 def write_postprocessing_files(folder: Path, params: FilterParameters, document: dict) -> Tuple[Path, Path,
                                                                                                  List[str]]:
-    """Write ``postprocessing.pkl`` (nnU-Net's ``([fn], [kwargs])``) and ``postprocessing.json`` into ``folder``,
-    atomically; existing files are first copied to ``NAME.bak-TIMESTAMP``. Returns the paths and messages."""
+    """Write ``postprocessing.pkl`` (nnU-Net's ``([fn], [kwargs])``; ``([], [])``, nnU-Net's own "no
+    post-processing", for the identity) and ``postprocessing.json`` into ``folder``, atomically; existing files are
+    first copied to ``NAME.bak-TIMESTAMP``. Returns the paths and messages."""
     from nnunet_tcup.io_utils import atomic_output, write_json_atomic
     from nnunet_tcup.postprocessing.lesion_filter import filter_lesions
 
@@ -158,7 +159,8 @@ def write_postprocessing_files(folder: Path, params: FilterParameters, document:
             messages.append(f"{path} exists: replacing it, previous version kept as {backup}")
     with atomic_output(pkl) as tmp:
         with open(tmp, "wb") as f:
-            pickle.dump(([filter_lesions], [params.as_kwargs()]), f)
+            content = ([], []) if params.is_identity else ([filter_lesions], [params.as_kwargs()])
+            pickle.dump(content, f)
     write_json_atomic(document, js)
     return pkl, js, messages
 

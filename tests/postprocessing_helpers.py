@@ -1,15 +1,20 @@
-"""Procedural (GT, prediction) label-map pairs for testing and benchmarking the lesion filter and its tuning.
+"""Test and benchmark helpers for the lesion filter: procedural (GT, prediction) pairs and the brute-force objective.
 
-Arrays are ``(z, y, x)`` with BraTS 2023 labels. GT: one or two nested tumours (edema shell, core, enhancing
-rim), satellites, and a sub-threshold lesion. Prediction: the GT with perturbed boundaries and a missed or shrunk
-satellite, plus what the filter is meant to remove: specks of every label, flat components spanning one or two
-slices, ET/core specks inside the edema, and sometimes a false-positive tumour.
+Arrays are ``(z, y, x)`` with BraTS 2023 labels. :func:`make_case`: one or two nested tumours (edema shell, core,
+enhancing rim), satellites, and a sub-threshold lesion; the prediction is the GT with perturbed boundaries and a
+missed or shrunk satellite, plus what the filter is meant to remove: specks of every label, flat components
+spanning one or two slices, ET/core specks inside the edema, and sometimes a false-positive tumour.
+:func:`make_model_case`: predictions of a model with a controllable false-positive rate and true small lesions
+(the generalisation benchmark and test). :func:`brute_force_objective`: filter + evaluate every candidate, the
+reference the cached tuning must equal. Not part of the package (issue 11): imported by tests and benchmarks.
 """
 from __future__ import annotations
 
-from typing import Tuple
+from typing import Sequence, Tuple
 
 import numpy as np
+
+__all__ = ["brute_force_objective", "make_case", "make_model_case", "write_case_folders", "write_label_image"]
 
 
 def _ellipsoid(shape: Tuple[int, int, int], center, radii) -> Tuple[Tuple[slice, ...], np.ndarray]:
@@ -116,3 +121,70 @@ def write_case_folders(pred_folder, gt_folder, n_cases: int, shape: Tuple[int, i
         write_label_image(pred, Path(pred_folder) / f"{name}.nii.gz", spacing_zyx)
         names.append(name)
     return names
+
+
+def make_model_case(seed: int, shape: Tuple[int, int, int] = (64, 112, 112), fp_rate: float = 1.0,
+                    small_lesion_prob: float = 0.5, hit_rate: float = 0.85,
+                    lookalike_rate: float | None = None) -> Tuple[np.ndarray, np.ndarray]:
+    """``(gt, pred)`` ``uint8`` label maps ``(z, y, x)`` at 1 mm as a trained model's predictions look.
+
+    GT: one nested tumour (radius 10-18 voxels); with probability ``small_lesion_prob`` one or two true small
+    lesions (25-400 voxels over 3-8 slices: what an aggressive filter deletes). Prediction: the GT shifted by up to
+    one voxel per axis; each small lesion found with probability ``hit_rate``; false positives scaled by ``fp_rate``
+    (0: none): on average 4 specks of 1-30 voxels (some ET or core inside the edema) and 1 flat component on 1-2
+    slices per case; ``lookalike_rate`` (default ``0.3 * fp_rate``) blobs of small-lesion size per case, which no
+    size filter separates from true small lesions.
+    """
+    rng = np.random.default_rng(seed)
+    z, y, x = shape
+    gt = np.zeros(shape, dtype=np.uint8)
+    centre = [rng.uniform(0.35, 0.65) * s for s in shape]
+    _tumour(gt, centre, rng.uniform(10, 18), rng)
+    small = []
+    if rng.random() < small_lesion_prob:
+        for _ in range(int(rng.integers(1, 3))):
+            c = [rng.uniform(0.15, 0.85) * s for s in shape]
+            radii = np.array([rng.uniform(1.6, 3.5), rng.uniform(2.0, 4.5), rng.uniform(2.0, 4.5)])
+            label = int(rng.choice([1, 2, 3], p=[0.2, 0.5, 0.3]))
+            _paint(gt, c, radii, label, only_where=[0])
+            if label == 2 and radii.min() > 2.2:
+                _paint(gt, c, radii * 0.5, 3)
+            small.append((c, radii, label))
+    shift = tuple(int(v) for v in rng.integers(-1, 2, size=3))
+    pred = np.roll(gt, shift, axis=(0, 1, 2))
+    for c, radii, _ in small:
+        if rng.random() >= hit_rate:
+            box, mask = _ellipsoid(shape, [ci + si for ci, si in zip(c, shift)], radii + 1.0)
+            pred[box][mask] = 0
+    for _ in range(int(rng.poisson(4 * fp_rate))):
+        c = [rng.uniform(0, s) for s in shape]
+        _paint(pred, c, rng.uniform(0.4, 1.8, size=3), int(rng.choice([1, 2, 3])), only_where=[0, 2])
+    for _ in range(int(rng.poisson(1 * fp_rate))):
+        c = [rng.uniform(0, z), rng.uniform(0, y), rng.uniform(0, x)]
+        _paint(pred, c, (rng.uniform(0.3, 0.9), rng.uniform(2, 6), rng.uniform(2, 6)), int(rng.choice([1, 2, 3])),
+               only_where=[0, 2])
+    for _ in range(int(rng.poisson(0.3 * fp_rate if lookalike_rate is None else lookalike_rate))):
+        c = [rng.uniform(0.15, 0.85) * s for s in shape]
+        _paint(pred, c, (rng.uniform(1.6, 3.5), rng.uniform(2.0, 4.5), rng.uniform(2.0, 4.5)),
+               int(rng.choice([1, 2, 3])), only_where=[0])
+    return gt, pred
+
+
+def brute_force_objective(cases: Sequence[Tuple[np.ndarray, np.ndarray]], candidates: np.ndarray,
+                          spacing: Tuple[float, float, float], challenge: str) -> np.ndarray:
+    """The tuning objective the straightforward way: for every candidate row ``(A_WT, A_TC, A_ET, min_slices)``,
+    ``filter_lesions`` + ``evaluate_case`` on every ``(gt, pred)`` case; mean over WT, TC, ET of the mean over
+    cases of the lesion-wise Dice. Returns one value per candidate, in row order."""
+    from nnunet_tcup.evaluation.lesionwise import evaluate_case
+    from nnunet_tcup.postprocessing.lesion_filter import filter_lesions
+
+    regions = ("WT", "TC", "ET")
+    values = []
+    for a, b, c, m in np.asarray(candidates, dtype=np.float64).reshape(-1, 4):
+        per_region = {r: [] for r in regions}
+        for gt, pred in cases:
+            ev = evaluate_case(gt, filter_lesions(pred, a, b, c, int(m)), spacing, challenge=challenge)
+            for r in regions:
+                per_region[r].append(ev[r].lesionwise_dice)
+        values.append(np.mean([np.mean(per_region[r]) for r in regions]))
+    return np.array(values)
