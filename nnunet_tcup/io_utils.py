@@ -47,6 +47,7 @@ __all__ = [
     "list_nifti_cases",
     "load_nifti",
     "read_array_zyx",
+    "read_geometry",
     "read_image_zyx",
     "remove_stale_partials",
     "verify_nifti_file",
@@ -145,7 +146,7 @@ class ImageGeometry:
 
     @classmethod
     def of_sitk(cls, image: Any) -> ImageGeometry:
-        """Geometry of a 3D ``SimpleITK.Image``."""
+        """Geometry of a 3D ``SimpleITK.Image`` (or an ``ImageFileReader`` after ``ReadImageInformation``)."""
         size_xyz = image.GetSize()
         return cls(
             (int(size_xyz[2]), int(size_xyz[1]), int(size_xyz[0])),
@@ -241,6 +242,25 @@ def read_image_zyx(path: PathLike, *, labels: bool = False) -> tuple[np.ndarray,
         if problem:
             raise ValueError(f"{path}: {problem}")
     return array, ImageGeometry.of_sitk(image)
+
+
+def read_geometry(path: PathLike) -> ImageGeometry:
+    """Geometry of an image file from its header only (SimpleITK ``ReadImageInformation``; the voxels are not read or
+    verified). Raises ValueError naming the file."""
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except Exception as e:  # SimpleITK raises RuntimeError with ITK's multi-line message
+        raise ValueError(f"{path}: cannot read image header ({type(e).__name__})") from None
+    if reader.GetDimension() != 3:
+        raise ValueError(f"{path}: expected a 3D image, got {reader.GetDimension()} dimensions")
+    return ImageGeometry.of_sitk(reader)
 
 
 def read_array_zyx(path: PathLike, *, labels: bool = False) -> tuple[np.ndarray, tuple[float, float, float]]:

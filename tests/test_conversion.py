@@ -536,11 +536,18 @@ def test_export_errors(tmp_path, capsys):
 
     nib.save(nib.Nifti1Image(np.zeros((32, 32, 20), np.uint8), brats_affine()), bad)
     err = _export_error(tmp_path, capsys, preds, source)
-    assert str(bad) in err and "does not match its source case: shape (32, 32, 20)" in err
+    reference = source / case_id(2) / f"{case_id(2)}-t1n.nii.gz"
+    assert f"{bad}: geometry differs from {reference}: shape (z, y, x) (20, 32, 32) vs (24, 32, 32)" in err, err
 
-    nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.uint8), brats_affine(origin=(0.0, 200.0, 0.0))), bad)
+    nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.uint8), brats_affine(origin=(0.0, 236.0, 0.0))), bad)  # 3 mm shift
     err = _export_error(tmp_path, capsys, preds, source)
-    assert str(bad) in err and "affine differs" in err
+    assert str(bad) in err and "origin (x, y, z) (-0, -236, 0) mm vs (-0, -239, 0) mm" in err, err
+
+    flipped = brats_affine()
+    flipped[:3, 0] *= -1  # same shape, spacing and origin: x flipped
+    nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.uint8), flipped), bad)
+    err = _export_error(tmp_path, capsys, preds, source)
+    assert str(bad) in err and "direction (-1, " in err, err
 
     labels = tumour_labels(SHAPE, 2)
     labels[labels == 3] = 4
@@ -562,7 +569,7 @@ def test_export_errors(tmp_path, capsys):
     odd = preds / "patient1.nii.gz"
     shutil.copyfile(good, odd)
     err = _export_error(tmp_path, capsys, preds, source)
-    assert str(odd) in err and "not a BraTS 2023 case name" in err
+    assert str(odd) in err and "not a BraTS case name" in err
     odd.unlink()
     (tmp_path / "no_preds").mkdir()
     err = _export_error(tmp_path, capsys, tmp_path / "no_preds", source)
@@ -587,19 +594,22 @@ def test_export_errors(tmp_path, capsys):
     existing = out / f"{case_id(1)}.nii.gz"
     nib.save(nib.Nifti1Image(np.zeros(SHAPE, np.uint8), brats_affine()), existing)
     before = existing.read_bytes()
-    err = _export_error_keep(tmp_path, capsys, preds, source)
+    err = _export_error_keep(tmp_path, capsys, preds, source)  # case 2 of the source has no prediction
+    assert f"{source}: 1 source case(s) have no prediction in {preds}: {case_id(2)}; nothing was written" in err
+    err = _export_error_keep(tmp_path, capsys, preds, source, "--allow-missing")
     assert str(existing) in err and "not overwriting it" in err and existing.read_bytes() == before
-    summary = export_predictions(preds, out, "GLI", source=source, num_workers=1, overwrite=True, progress=False)
-    assert summary.written == [case_id(1)]
+    summary = export_predictions(preds, out, "GLI", source=source, num_workers=1, overwrite=True, progress=False,
+                                 allow_missing=True)
+    assert summary.written == [case_id(1)] and summary.missing == [case_id(2)]
     np.testing.assert_array_equal(np.asanyarray(nib.load(existing).dataobj), tumour_labels(SHAPE, 1))
     assert partial_files(tmp_path) == []
 
 
-def _export_error_keep(tmp_path, capsys, preds, source) -> str:
+def _export_error_keep(tmp_path, capsys, preds, source, *extra) -> str:
     out = tmp_path / "out"
     before = sorted(p.name for p in out.iterdir())
     code, _, err = run_cli(["export", preds, out, "--challenge", "GLI", "--source", source, "--num-workers", 1,
-                            "--no-progress"], capsys)
+                            "--no-progress", *extra], capsys)
     assert code == 1 and sorted(p.name for p in out.iterdir()) == before
     return err
 

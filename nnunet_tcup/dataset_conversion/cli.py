@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 from nnunet_tcup.parallel import positive_int
 
@@ -77,6 +78,12 @@ def register(subparsers) -> None:
         "predictions' own geometry is kept",
     )
     export.add_argument(
+        "--allow-missing",
+        action="store_true",
+        help="with --source: export what there is when some source cases have no prediction (they are listed as a "
+        "warning); without it such an incomplete submission is an error and nothing is written",
+    )
+    export.add_argument(
         "--overwrite",
         action="store_true",
         help="replace existing output files that differ (identical ones are always left as they are)",
@@ -120,7 +127,12 @@ def run_export(args: argparse.Namespace) -> int:
         num_workers=args.num_workers,
         overwrite=args.overwrite,
         progress=not args.no_progress,
+        allow_missing=args.allow_missing,
     )
+    if summary.missing:
+        shown = ", ".join(summary.missing[:20]) + (" ..." if len(summary.missing) > 20 else "")
+        print(f"warning: {len(summary.missing)} source case(s) have no prediction and are not in the submission: "
+              f"{shown}", file=sys.stderr)
     print(
         f"{summary.out_dir}: {len(summary.written)} submission file(s) written, {len(summary.unchanged)} "
         f"already identical"

@@ -1,19 +1,23 @@
-"""nnU-Net predictions -> BraTS 2023 submission files ``BraTS-CH-NNNNN-NNN.nii.gz``.
+"""nnU-Net predictions -> BraTS submission files ``CASE.nii.gz``.
 
 Input: ``PRED_DIR/CASE.nii.gz`` as written by ``nnUNetv2_predict`` for a dataset made by ``nnunet_tcup convert``. In
-both modes the predicted values already are 2023 labels (``regions`` mode: nnU-Net paints WT -> 2, TC -> 1, ET -> 3
-following ``regions_class_order`` [2, 1, 3]; ``labels`` mode: classes 1/2/3 are NETC/SNFH/ET), so no value is
-remapped: values are checked to be integers in {0, 1, 2, 3} and stored as uint8.
+every mode the predicted values already are 2023 labels (``regions`` mode: nnU-Net paints WT -> 2, TC -> 1, ET -> 3
+following ``regions_class_order`` [2, 1, 3]; ``classes`` mode: classes 1/2/3 are NETC/SNFH/ET): values are checked
+to be integers in {0, 1, 2, 3} and stored as uint8. Cases with BraTS 2021/2020 ids (``BraTS2021_00001``) get that
+challenge's labelling back (ET 3 -> 4).
 
 Geometry: with ``source`` (recommended), each output gets the exact shape, affine and header (data type set to
-uint8) of the source case's first channel, found as the first existing of
+uint8) of the source case's first channel, found as the first existing of (``.nii.gz`` or ``.nii``)
 
 - ``SOURCE/CASE_0000.nii.gz``           (an nnU-Net images folder, e.g. the imagesTs given to nnUNetv2_predict)
 - ``SOURCE/imagesTs/CASE_0000.nii.gz``, ``SOURCE/imagesTr/CASE_0000.nii.gz``   (a converted dataset folder)
-- ``SOURCE/CASE/CASE-t1n.nii.gz``       (the original BraTS case folders)
+- ``SOURCE/CASE/CASE-t1n.nii.gz`` or ``SOURCE/CASE/CASE_t1.nii.gz``   (the original BraTS 2023 / 2021 case folders)
 
-and the prediction must have that shape and affine (to 1e-3 mm), else an error names both files. Without
-``source``, the prediction's own geometry is kept (nnU-Net writes predictions in the geometry of its input).
+and the prediction must lie on that grid (:func:`nnunet_tcup.io_utils.check_same_geometry`: shape, spacing, origin
+and direction), else an error names both files. Without ``source``, the prediction's own geometry is kept.
+
+Completeness: with ``source``, every source case (all cases of each source location a prediction was found in) needs
+a prediction; missing ones are an error, or with ``allow_missing`` a warning listing them.
 
 Safety: everything is checked before anything is written; an existing output file that differs from what would be
 written is an error unless ``overwrite``; identical ones are left untouched; writes are atomic.
@@ -23,16 +27,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from nnunet_tcup.challenges import check_challenge
-from nnunet_tcup.dataset_conversion.brats2023 import CASE_ID_PATTERN, FILE_ENDING, REGION_LABELS, REGIONS_CLASS_ORDER
-from nnunet_tcup.io_utils import atomic_output, list_nifti_cases
+from nnunet_tcup.dataset_conversion.brats2023 import REGION_LABELS, REGIONS_CLASS_ORDER
+from nnunet_tcup.dataset_conversion.layout import (
+    BRATS2021,
+    BRATS2023,
+    CASE_ID_PATTERN,
+    FILE_ENDING,
+    LEGACY_CASE_ID_PATTERN,
+    SOURCE_ENDINGS,
+)
+from nnunet_tcup.io_utils import atomic_output, is_partial_file, list_nifti_cases
 from nnunet_tcup.parallel import default_num_workers, parallel_map
-
-#: Largest affine difference (mm) accepted between a prediction and its source case.
-EXPORT_AFFINE_TOLERANCE_MM = 1e-3
 
 
 def _region_pairs(labels: dict, class_order: Sequence[int]) -> set:
@@ -64,22 +73,52 @@ def check_prediction_dataset_json(pred_dir: Path) -> None:
         )
 
 
+def _reference_candidates(source: Path, case_id: str) -> list[Path]:
+    """Where the source image of ``case_id`` may be, in the order searched (see the module docstring)."""
+    candidates = []
+    for ending in SOURCE_ENDINGS:
+        candidates += [
+            source / f"{case_id}_0000{ending}",
+            source / "imagesTs" / f"{case_id}_0000{ending}",
+            source / "imagesTr" / f"{case_id}_0000{ending}",
+        ]
+    layout = BRATS2021 if LEGACY_CASE_ID_PATTERN.match(case_id) else BRATS2023
+    candidates += [
+        source / case_id / f"{case_id}{layout.separator}{layout.modality_names[0]}{e}" for e in SOURCE_ENDINGS
+    ]
+    return candidates
+
+
 def find_source_reference(source: Path, case_id: str) -> Path:
     """The file whose geometry the exported ``case_id`` gets (see the module docstring); ValueError if none exists."""
     source = Path(source)
-    candidates = [
-        source / f"{case_id}_0000{FILE_ENDING}",
-        source / "imagesTs" / f"{case_id}_0000{FILE_ENDING}",
-        source / "imagesTr" / f"{case_id}_0000{FILE_ENDING}",
-        source / case_id / f"{case_id}-t1n{FILE_ENDING}",
-    ]
+    candidates = _reference_candidates(source, case_id)
     for candidate in candidates:
         if candidate.is_file():
             return candidate
-    raise ValueError(
-        f"case {case_id}: no source image found in {source} (looked for "
-        f"{', '.join(str(c.relative_to(source)) for c in candidates)})"
-    )
+    shown = ", ".join(str(c.relative_to(source)) for c in candidates if c.name.endswith(FILE_ENDING))
+    raise ValueError(f"case {case_id}: no source image found in {source} (looked for {shown}, and .nii)")
+
+
+def source_case_ids(source: Path, references: Sequence[Path]) -> list[str]:
+    """Every case id at the source locations the ``references`` were found in: an images folder's ``*_0000`` files,
+    or the case folders of a BraTS folder."""
+    source = Path(source)
+    ids: set[str] = set()
+    for folder in sorted({Path(r).parent for r in references}):
+        if folder.parent == source and is_case_folder(folder):  # SOURCE/CASE/CASE-t1n.nii.gz: BraTS case folders
+            ids.update(p.name for p in source.iterdir() if is_case_folder(p))
+            continue
+        for p in folder.iterdir():  # an nnU-Net images folder
+            stem = p.name[: -len(".gz")] if p.name.endswith(".gz") else p.name
+            if stem.endswith("_0000.nii") and not is_partial_file(p):
+                ids.add(stem[: -len("_0000.nii")])
+    return sorted(ids)
+
+
+def is_case_folder(path: Path) -> bool:
+    """True for a folder named like a BraTS 2023 or 2021/2020 case."""
+    return path.is_dir() and bool(CASE_ID_PATTERN.match(path.name) or LEGACY_CASE_ID_PATTERN.match(path.name))
 
 
 @dataclass(frozen=True)
@@ -100,22 +139,13 @@ class ExportCheck:
     error: str | None = None
 
 
-def _load_header(path: Path):
-    import nibabel as nib
-
-    try:
-        return nib.load(str(path))
-    except Exception as e:
-        raise ValueError(f"{path}: cannot read NIfTI header ({type(e).__name__}: {e})") from e
-
-
 def _submission_image(task: ExportTask):
     """Checked uint8 label image for ``task`` in its reference geometry (ValueError naming the file otherwise)."""
     import nibabel as nib
     import numpy as np
 
-    from nnunet_tcup.dataset_conversion.validation import Geometry, geometry_problem, label_problem
-    from nnunet_tcup.io_utils import load_nifti
+    from nnunet_tcup.dataset_conversion.validation import label_problem
+    from nnunet_tcup.io_utils import check_same_geometry, load_nifti, read_geometry
 
     prediction = load_nifti(task.prediction)
     if len(prediction.shape) != 3:
@@ -126,19 +156,21 @@ def _submission_image(task: ExportTask):
     problem = label_problem(data)
     if problem:
         raise ValueError(f"case {task.case_id}: {task.prediction}: {problem}")
-    reference = prediction if task.reference is None else _load_header(task.reference)
+    reference = prediction
     if task.reference is not None:
-        problem = geometry_problem(
-            Geometry.of(prediction),
-            Geometry.of(reference),
-            str(task.reference),
-            affine_tolerance=EXPORT_AFFINE_TOLERANCE_MM,
+        check_same_geometry(
+            read_geometry(task.reference), read_geometry(task.prediction), task.reference, task.prediction
         )
-        if problem:
-            raise ValueError(f"case {task.case_id}: {task.prediction}: does not match its source case: {problem}")
+        try:
+            reference = nib.load(str(task.reference))
+        except Exception as e:  # nibabel raises many types for a bad header
+            raise ValueError(f"{task.reference}: cannot read NIfTI header ({type(e).__name__}: {e})") from None
+    labels = np.rint(data).astype(np.uint8)
+    if LEGACY_CASE_ID_PATTERN.match(task.case_id):
+        labels[labels == 3] = 4  # BraTS 2021/2020 labelling: ET = 4
     header = reference.header.copy()
     header["cal_min"], header["cal_max"] = 0, 0
-    out = nib.Nifti1Image(np.rint(data).astype(np.uint8), reference.affine, header)
+    out = nib.Nifti1Image(labels, reference.affine, header)
     out.set_data_dtype(np.uint8)
     return out
 
@@ -189,9 +221,12 @@ def write_export(task: ExportTask) -> str:
 
 @dataclass
 class ExportSummary:
+    """What :func:`export_predictions` did; ``missing`` lists source cases without a prediction (``allow_missing``)."""
+
     out_dir: Path
     written: list[str]
     unchanged: list[str]
+    missing: list[str] = field(default_factory=list)
 
 
 def export_predictions(
@@ -202,10 +237,12 @@ def export_predictions(
     num_workers: int | None = None,
     overwrite: bool = False,
     progress: bool = True,
+    allow_missing: bool = False,
 ) -> ExportSummary:
     """Export every ``PRED_DIR/BraTS-CH-NNNNN-NNN.nii.gz`` to ``OUT_DIR/BraTS-CH-NNNNN-NNN.nii.gz`` (uint8, 2023
     labels, source geometry). All predictions are checked first; if any fails, one ValueError lists every failing
-    file and nothing is written."""
+    file and nothing is written. With ``source``, source cases without a prediction are an error unless
+    ``allow_missing`` (then they are listed in the summary)."""
     challenge = check_challenge(challenge)
     pred_dir, out_dir = Path(pred_dir), Path(out_dir)
     workers = default_num_workers() if num_workers is None else int(num_workers)
@@ -215,17 +252,7 @@ def export_predictions(
     if not case_ids:
         raise ValueError(f"{pred_dir}: no *{FILE_ENDING} predictions found")
     for case_id in case_ids:
-        match = CASE_ID_PATTERN.match(case_id)
-        if match is None:
-            raise ValueError(
-                f"{pred_dir / (case_id + FILE_ENDING)}: not a BraTS 2023 case name (expected "
-                f"BraTS-{challenge}-NNNNN-NNN{FILE_ENDING})"
-            )
-        if match.group("challenge") != challenge:
-            raise ValueError(
-                f"{pred_dir / (case_id + FILE_ENDING)}: case of challenge {match.group('challenge')}, "
-                f"but --challenge is {challenge}"
-            )
+        _check_case_name(pred_dir / f"{case_id}{FILE_ENDING}", case_id, challenge)
     check_prediction_dataset_json(pred_dir)
     if source is not None and not Path(source).is_dir():
         raise ValueError(f"{source}: --source is not a directory")
@@ -243,6 +270,17 @@ def export_predictions(
         )
         for c in case_ids
     ]
+    missing: list[str] = []
+    if source is not None:
+        missing = sorted(
+            set(source_case_ids(Path(source), [t.reference for t in tasks if t.reference])) - set(case_ids)
+        )
+        if missing and not allow_missing:
+            shown = ", ".join(missing[:10]) + (f" and {len(missing) - 10} more" if len(missing) > 10 else "")
+            raise ValueError(
+                f"{source}: {len(missing)} source case(s) have no prediction in {pred_dir}: {shown}; "
+                "nothing was written (predict them, or pass --allow-missing to export the others)"
+            )
     checks = parallel_map(
         check_export, tasks, num_workers=workers, desc=f"checking {challenge} predictions", progress=progress
     )
@@ -257,5 +295,16 @@ def export_predictions(
     out_dir.mkdir(parents=True, exist_ok=True)
     parallel_map(write_export, to_write, num_workers=workers, desc=f"exporting {challenge}", progress=progress)
     return ExportSummary(
-        out_dir, [t.case_id for t in to_write], [c.task.case_id for c in checks if c.status == "unchanged"]
+        out_dir, [t.case_id for t in to_write], [c.task.case_id for c in checks if c.status == "unchanged"], missing
     )
+
+
+def _check_case_name(path: Path, case_id: str, challenge: str) -> None:
+    """ValueError unless ``case_id`` is a BraTS 2023 case of ``challenge`` or (GLI only) a BraTS 2021/2020 case."""
+    if LEGACY_CASE_ID_PATTERN.match(case_id) and challenge == "GLI":
+        return
+    match = CASE_ID_PATTERN.match(case_id)
+    if match is None:
+        raise ValueError(f"{path}: not a BraTS case name (expected BraTS-{challenge}-NNNNN-NNN{FILE_ENDING})")
+    if match.group("challenge") != challenge:
+        raise ValueError(f"{path}: case of challenge {match.group('challenge')}, but --challenge is {challenge}")
