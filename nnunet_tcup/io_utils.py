@@ -171,12 +171,10 @@ def _verify_uncompressed_length(path: Path) -> None:
     import nibabel as nib
 
     try:
-        header = nib.load(str(path)).header
+        proxy = nib.load(str(path)).dataobj  # an ArrayProxy: offset, shape and dtype of the stored voxels
+        needed = int(proxy.offset) + math.prod(int(s) for s in proxy.shape) * int(np.dtype(proxy.dtype).itemsize)
     except Exception as e:  # nibabel raises many types for a bad header
         raise ValueError(f"{path}: cannot read NIfTI header ({type(e).__name__}: {e})") from None
-    needed = int(header.get_data_offset()) + math.prod(int(s) for s in header.get_data_shape()) * int(
-        header.get_data_dtype().itemsize
-    )
     size = path.stat().st_size
     if size < needed:
         raise ValueError(f"{path}: truncated file ({size} bytes, the header needs {needed})")
