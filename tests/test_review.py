@@ -309,3 +309,42 @@ def test_existing_review_is_kept_without_overwrite(reviewed, tmp_path: Path):
 def test_one_fold_is_refused(tmp_path: Path):
     with pytest.raises(ValueError, match="at least 2 folds"):
         run_review([tmp_path], tmp_path, tmp_path / "out")
+
+
+def test_stale_staging_is_removed_and_a_running_review_blocks_a_second(reviewed, tmp_path: Path):
+    from nnunet_tcup.io_utils import exclusive_lock
+    from nnunet_tcup.review.core import LOCK_NAME
+
+    root, _ = reviewed
+    out = tmp_path / "out"
+    (out / ".review-staging-99999" / "montages").mkdir(parents=True)
+    with exclusive_lock(out / LOCK_NAME, "a review"):
+        with pytest.raises(ValueError, match="another process is writing a review"):
+            run_review(fold_dirs(root), root / "images", out, num_workers=1, progress=False)
+    run_review(fold_dirs(root), root / "images", out, num_workers=1, progress=False, zooniverse=False, write_maps=False)
+    assert sorted(p.name for p in out.iterdir()) == [
+        ".review.lock",
+        "lesions.csv",
+        "montages",
+        "review.csv",
+        "review.html",
+    ]
+
+
+def test_ground_truth_on_another_grid_is_refused(tmp_path: Path):
+    import SimpleITK as sitk
+
+    make_review_inputs(tmp_path)
+    gt = tmp_path / "gt" / "case_split.nii.gz"
+    image = sitk.ReadImage(str(gt))
+    image.SetOrigin((0.0, 0.0, 0.0))
+    sitk.WriteImage(image, str(gt), True)
+    with pytest.raises(ValueError, match=r"case_split.nii.gz: geometry differs from .*case_split_0000.nii.gz: origin"):
+        run_review(
+            fold_dirs(tmp_path),
+            tmp_path / "images",
+            tmp_path / "out",
+            gt_dir=tmp_path / "gt",
+            num_workers=1,
+            progress=False,
+        )
