@@ -131,8 +131,10 @@ def run_export(args: argparse.Namespace) -> int:
     )
     if summary.missing:
         shown = ", ".join(summary.missing[:20]) + (" ..." if len(summary.missing) > 20 else "")
-        print(f"warning: {len(summary.missing)} source case(s) have no prediction and are not in the submission: "
-              f"{shown}", file=sys.stderr)
+        print(
+            f"warning: {len(summary.missing)} source case(s) have no prediction and are not in the submission: {shown}",
+            file=sys.stderr,
+        )
     print(
         f"{summary.out_dir}: {len(summary.written)} submission file(s) written, {len(summary.unchanged)} "
         f"already identical"

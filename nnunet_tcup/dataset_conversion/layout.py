@@ -183,8 +183,11 @@ def discover_cases(folder: Path, challenge: str, split: str) -> Discovery:
     if not cases:
         raise ValueError(f"{folder}: no BraTS case folders found (e.g. BraTS-{challenge}-00001-000)")
     if len(layouts) > 1:
-        first, second = layouts.values()
-        raise ValueError(f"{folder}: mixes case layouts ({first.name} and {second.name}); convert one layout per run")
+        (name1, first), (name2, second) = layouts.items()
+        raise ValueError(
+            f"{folder}: mixes case layouts ({name1} and {name2}, e.g. {first.name} and {second.name}); convert one "
+            "layout per run"
+        )
     return Discovery(cases, LAYOUTS[cases[0].layout], notes)
 
 
