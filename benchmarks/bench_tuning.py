@@ -9,6 +9,10 @@ the default tuning grid (7920 candidates), which is what ``postprocess tune`` se
 
     python benchmarks/bench_tuning.py                      # 3 cases 155x240x240, 16-candidate shared grid
     python benchmarks/bench_tuning.py --cases 2 --shape 96 160 160
+
+It also builds the cache of a case whose prediction has ~1,100 small ET components (an under-trained model's output)
+and compares its CPU time with that of a typical case of the same size: the cost must grow with voxels plus
+components (ratio near 1), not with their product.
 """
 from __future__ import annotations
 
@@ -34,6 +38,38 @@ def naive_search(cases, spacing, grid: ThresholdGrid, challenge: str):
     return objective, time.perf_counter() - start
 
 
+def many_component_case(shape, seed: int, n: int = 1100):
+    """A typical case whose prediction also has ``n`` scattered 1x2x2-voxel ET specks (separate components)."""
+    gt, pred = make_case(tuple(shape), seed=seed)
+    rng = np.random.default_rng(seed)
+    for z, y, x in zip(rng.integers(0, shape[0], n), rng.integers(0, shape[1] - 1, n), rng.integers(0, shape[2] - 1, n)):
+        pred[z, y:y + 2, x:x + 2] = 3
+    return gt, pred
+
+
+def cliff_check(shape, challenge: str, seed: int) -> None:
+    """CPU time of the cache of a many-component case vs a typical case of the same size; and the full tune."""
+    from nnunet_tcup.postprocessing.tuning import named_grid, tune_caches
+
+    build_case_cache(*make_case((16, 24, 24), seed=seed), (1.0, 1.0, 1.0), challenge=challenge)  # warm-up (imports)
+    timings, caches = {}, {}
+    for name, (gt, pred) in (("typical", make_case(tuple(shape), seed=seed)), ("many", many_component_case(shape, seed))):
+        t = time.process_time()
+        caches[name] = build_case_cache(gt, pred, (1.0, 1.0, 1.0), challenge=challenge, name=name)
+        timings[name] = time.process_time() - t
+    n_many = {r: caches["many"].regions[r].n_components for r in REGION_NAMES}
+    n_typ = {r: caches["typical"].regions[r].n_components for r in REGION_NAMES}
+    print(f"many-component case {tuple(shape)}: cache {timings['many']:.2f} s CPU ({n_many} components) vs typical "
+          f"{timings['typical']:.2f} s CPU ({n_typ}); RATIO {timings['many'] / timings['typical']:.2f}x")
+    t = time.process_time()
+    from nnunet_tcup.postprocessing.cache import CaseCache
+
+    four = [CaseCache(f"{name}{k}", caches[name].regions) for k in range(2) for name in ("typical", "many")]
+    tune_caches(four, challenge, named_grid("wide"), "wide")
+    print(f"  tune (wide grid, leave-one-case-out) on 4 cases incl. 2 many-component ones: "
+          f"{time.process_time() - t:.2f} s CPU")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=3, help="number of synthetic cases (default 3)")
@@ -42,6 +78,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=100)
     parser.add_argument("--repeats", type=int, default=3, help="repeats of the cached search (best time kept)")
     args = parser.parse_args()
+    cliff_check(args.shape, args.challenge, args.seed)
 
     spacing = (1.0, 1.0, 1.0)
     t0 = time.perf_counter()

@@ -254,44 +254,48 @@ class CandidateScorer:
         scored_idx = np.flatnonzero(scored)
         comp_voxels = sp.csr_matrix((voxels.astype(np.float64), (np.arange(c_off), cat(comp_case))),
                                     shape=(c_off, n_cases))
+        lesion_case_m = sp.csr_matrix((np.ones(scored_idx.size), (np.arange(scored_idx.size), lesion_case[scored_idx])),
+                                      shape=(scored_idx.size, n_cases))
+        # transposed (rows: lesions or cases) so that products with (components, candidates) keep matrices are cheap
         return {
-            "comp_voxels": comp_voxels,  # (components, cases): a component's voxel count in its case's column
+            "comp_voxels_T": comp_voxels.T.tocsr(),
             "area": np.where(slices > 0, voxels / np.maximum(slices, 1), 0.0),  # same floats as keep_components
             "slices": slices.astype(np.float64),
             "parent": cat(parents).astype(np.int64),
-            "overlap": overlap[:, scored_idx].tocsr(),
-            "touch": touch[:, scored_idx].tocsr(),
+            "overlap_T": overlap[:, scored_idx].T.tocsr(),
+            "touch_T": touch[:, scored_idx].T.tocsr(),
             "lesion_voxels": cat(lesion_vox).astype(np.float64)[scored_idx],
-            "lesion_case": sp.csr_matrix((np.ones(scored_idx.size), (np.arange(scored_idx.size),
-                                                                     lesion_case[scored_idx])),
-                                         shape=(scored_idx.size, n_cases)),
+            "lesion_case_T": lesion_case_m.T.tocsr(),
             "n_scored": np.bincount(lesion_case[scored_idx], minlength=n_cases).astype(np.float64),
-            "fp_case": fp_case,
+            "fp_case_T": fp_case.T.tocsr(),
         }
+
+    def keep_columns(self, candidates: np.ndarray, upto: str = "ET") -> Dict[str, np.ndarray]:
+        """Per region (WT, TC, ET, stopping after ``upto``), ``(n_components, C)`` bool: component kept under each
+        candidate row ``(A_WT, A_TC, A_ET, min_slices)`` (its own rule and its parent's). Components are rows so
+        that the sparse products below read the matrix in memory order (no copies)."""
+        candidates = np.asarray(candidates, dtype=np.float64).reshape(-1, 4)
+        keep: Dict[str, np.ndarray] = {}
+        for col, region in enumerate(REGION_NAMES):
+            data = self._regions[region]
+            own = (data["area"][:, None] > candidates[None, :, col]) & (data["slices"][:, None] >= candidates[None, :, 3])
+            parent_region = PARENT_REGION[region]
+            if parent_region is not None and own.shape[0]:
+                own &= keep[parent_region][data["parent"], :]
+            keep[region] = own
+            if region == upto:
+                break
+        return keep
 
     def keep_matrix(self, region: str, candidates: np.ndarray) -> np.ndarray:
         """(C, n) bool: component kept under each candidate row ``(A_WT, A_TC, A_ET, min_slices)``."""
-        col = REGION_NAMES.index(region)
-        data = self._regions[region]
-        keep = (data["area"][None, :] > candidates[:, col:col + 1]) & \
-               (data["slices"][None, :] >= candidates[:, 3:4])
-        parent_region = PARENT_REGION[region]
-        if parent_region is not None and keep.shape[1]:
-            keep &= self.keep_matrix(parent_region, candidates)[:, data["parent"]]
-        return keep
+        return self.keep_columns(candidates, region)[region].T
 
-    def keep_matrices(self, candidates: np.ndarray) -> Dict[str, np.ndarray]:
-        """Per region, the (C, n) bool keep matrix of :meth:`keep_matrix`, each parent computed once."""
-        keep: Dict[str, np.ndarray] = {}
-        for region in REGION_NAMES:
-            col = REGION_NAMES.index(region)
-            data = self._regions[region]
-            own = (data["area"][None, :] > candidates[:, col:col + 1]) & (data["slices"][None, :] >= candidates[:, 3:4])
-            parent_region = PARENT_REGION[region]
-            if parent_region is not None and own.shape[1]:
-                own &= keep[parent_region][:, data["parent"]]
-            keep[region] = own
-        return keep
+    def _chunks(self, candidates: np.ndarray, max_cells: int) -> List[slice]:
+        """Slices of candidate rows such that a keep matrix of every region holds at most ``max_cells`` entries."""
+        n_comp = max(max(len(self._regions[r]["area"]) for r in REGION_NAMES), 1)
+        step = int(max(1, min(candidates.shape[0], max_cells // n_comp)))
+        return [slice(s, s + step) for s in range(0, candidates.shape[0], step)]
 
     def changed_voxels(self, candidates: np.ndarray, max_cells: int = 20_000_000) -> np.ndarray:
         """(C, n_cases) number of voxels whose label each candidate changes in each case (its aggressiveness).
@@ -300,23 +304,19 @@ class CandidateScorer:
         already changed it): WT voxels become 0, TC voxels 2, ET voxels 1.
         """
         candidates = np.asarray(candidates, dtype=np.float64).reshape(-1, 4)
-        n_comp = max(max(len(self._regions[r]["area"]) for r in REGION_NAMES), 1)
-        step = int(max(1, min(candidates.shape[0], max_cells // n_comp)))
-        out = np.zeros((candidates.shape[0], self.n_cases))
-        for s in range(0, candidates.shape[0], step):
-            chunk = candidates[s:s + step]
-            keep = self.keep_matrices(chunk)
+        out = np.zeros((self.n_cases, candidates.shape[0]))
+        for chunk in self._chunks(candidates, max_cells):
+            keep = self.keep_columns(candidates[chunk])
             for region in REGION_NAMES:
                 data = self._regions[region]
                 parent_region = PARENT_REGION[region]
-                if parent_region is None:
-                    changed = ~keep[region]
-                elif keep[region].shape[1]:
-                    changed = keep[parent_region][:, data["parent"]] & ~keep[region]
-                else:
+                if not keep[region].shape[0]:
                     continue
-                out[s:s + step] += np.asarray(data["comp_voxels"].T.dot(changed.T.astype(np.float64))).T
-        return out
+                changed = ~keep[region]
+                if parent_region is not None:
+                    changed &= keep[parent_region][data["parent"], :]
+                out[:, chunk] += data["comp_voxels_T"].dot(changed.astype(np.float64))
+        return out.T
 
     def region_case_scores(self, region: str, candidates: np.ndarray, max_cells: int = 20_000_000) -> np.ndarray:
         """(C, n_cases) lesion-wise Dice of ``region`` per case under each candidate row.
@@ -324,22 +324,19 @@ class CandidateScorer:
         Candidates are processed in chunks so that a keep matrix holds at most ``max_cells`` entries.
         """
         candidates = np.asarray(candidates, dtype=np.float64).reshape(-1, 4)
-        n_comp = max(len(self._regions[r]["area"]) for r in REGION_NAMES)
-        step = int(max(1, min(candidates.shape[0], max_cells // max(n_comp, 1))))
-        parts = [self._region_case_scores(region, candidates[s:s + step])
-                 for s in range(0, candidates.shape[0], step)]
+        parts = [self._region_case_scores(region, candidates[chunk]) for chunk in self._chunks(candidates, max_cells)]
         return np.concatenate(parts, axis=0) if parts else np.zeros((0, self.n_cases))
 
     def _region_case_scores(self, region: str, candidates: np.ndarray) -> np.ndarray:
         data = self._regions[region]
-        keep = self.keep_matrix(region, candidates).astype(np.float64)
-        inter = np.asarray(data["overlap"].T.dot(keep.T)).T           # (C, L) exact integer sums in float64
-        pred_vol = np.asarray(data["touch"].T.dot(keep.T)).T
-        dice = 2.0 * inter / (data["lesion_voxels"][None, :] + pred_vol)
-        dice_sum = np.asarray(data["lesion_case"].T.dot(dice.T)).T     # (C, n_cases)
-        n_fp = np.asarray(data["fp_case"].T.dot(keep.T)).T
-        denom = data["n_scored"][None, :] + n_fp
-        return np.where(denom == 0, 1.0, dice_sum / np.where(denom == 0, 1.0, denom))
+        keep = self.keep_columns(candidates, region)[region].astype(np.float64)  # (n_comp, C)
+        inter = data["overlap_T"].dot(keep)            # (L, C) exact integer sums in float64
+        pred_vol = data["touch_T"].dot(keep)
+        dice = 2.0 * inter / (data["lesion_voxels"][:, None] + pred_vol)
+        dice_sum = data["lesion_case_T"].dot(dice)     # (n_cases, C)
+        n_fp = data["fp_case_T"].dot(keep)
+        denom = data["n_scored"][:, None] + n_fp
+        return np.where(denom == 0, 1.0, dice_sum / np.where(denom == 0, 1.0, denom)).T
 
     def mean_scores(self, candidates: np.ndarray) -> np.ndarray:
         """(C, 3) mean lesion-wise Dice over cases per region (WT, TC, ET) for each candidate row."""
