@@ -9,15 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import surface_distance
-
-from nnunet_tcup.evaluation import lesionwise as lw
-from nnunet_tcup.evaluation.folders import evaluate_files
-from nnunet_tcup.evaluation.lesionwise import evaluate_case
 from reference_lesionwise import reference_case
 
-GOLDENS = Path(__file__).resolve().parents[2] / "shared" / "goldens"
-if not GOLDENS.is_dir():  # the checkout may live elsewhere; the goldens are shared by the project
-    GOLDENS = Path("/work/shared/goldens")
+from nnunet_tcup.evaluation import lesionwise as lw
+from nnunet_tcup.evaluation import surface
+from nnunet_tcup.evaluation.folders import evaluate_files
+from nnunet_tcup.evaluation.lesionwise import evaluate_case
+
+GOLDENS = Path(__file__).resolve().parent / "data" / "goldens"  # the official outputs, see tests/data/README.md
 GOLDEN_FILES = sorted(GOLDENS.glob("*/official_*.json"))
 COUNTS = ("Num_TP", "Num_FP", "Num_FN")
 HD_KEYS = ("Legacy_HD95", "LesionWise_Score_HD95")
@@ -35,7 +34,7 @@ def assert_metrics(got: dict, expected: dict, where: str) -> None:
 
 # ------------------------------------------------------------------------------------------------- goldens
 def test_goldens_present():
-    assert len(GOLDEN_FILES) >= 22, f"expected the shared goldens under {GOLDENS}, found {len(GOLDEN_FILES)} files"
+    assert len(GOLDEN_FILES) == 22, f"expected 22 official outputs under {GOLDENS}, found {len(GOLDEN_FILES)}"
 
 
 @pytest.mark.parametrize("official_json", GOLDEN_FILES, ids=lambda p: f"{p.parent.name}-{p.stem[-3:]}")
@@ -223,11 +222,12 @@ def test_primitives():
         pytest.approx((0.2, (2.0 + 374 + 2 * 374) / 4))
 
 
-@pytest.mark.parametrize("cluster_min", [0, 1 << 20])
+@pytest.mark.parametrize("small_edge", [0, 4, 12])
 @pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.2, 0.7, 3.0)])
-def test_surface_distances_equal_the_library(monkeypatch, cluster_min, spacing):
-    """The k-d tree / clustered surfels give the library's arrays value for value (clusters forced on and off)."""
-    monkeypatch.setattr(lw, "_CLUSTER_MIN_VOXELS", cluster_min)
+def test_surface_distances_equal_the_library(monkeypatch, small_edge, spacing):
+    """Per-component surfels + k-d tree give the library's arrays value for value, whether components are coded in
+    their boxes (edge 0), together from their voxel lists (edge 12) or both (edge 4)."""
+    monkeypatch.setattr(surface, "SMALL_COMPONENT_EDGE", small_edge)
     rng = np.random.default_rng(7)
     for _ in range(6):
         a = np.zeros((30, 26, 22), bool)
@@ -295,3 +295,66 @@ def test_fast_equals_reference_on_random_cases(seed):
                                                                            rel=1e-12, abs=1e-12), region
         n_lesions += len(got.lesions)
     assert n_lesions > 0
+
+
+def assert_same_as_reference(fast, ref) -> int:
+    """Every metric, false-positive id and per-lesion value of ``fast`` equals the reference; returns #lesions."""
+    n_lesions = 0
+    for region in ("WT", "TC", "ET"):
+        got, exp = fast[region], ref[region]
+        assert got.metrics() == pytest.approx(exp["metrics"], rel=1e-12, abs=1e-12), region
+        assert got.false_positive_components == exp["false_positives"], region
+        assert len(got.lesions) == len(exp["lesions"]), region
+        for les, e in zip(got.lesions, exp["lesions"]):
+            assert (les.lesion_id, les.num_voxels, les.matched_components, les.scored) == \
+                (e["lesion_id"], e["num_voxels"], e["matched_components"], e["scored"]), region
+            assert (les.volume_mm3, les.dice, les.hd95) == pytest.approx((e["volume_mm3"], e["dice"], e["hd95"]),
+                                                                           rel=1e-12, abs=1e-12), region
+        n_lesions += len(got.lesions)
+    return n_lesions
+
+
+def many_component_case(rng: np.random.Generator, shape=(64, 56, 40), specks: int = 400):
+    """A few GT tumours and an under-trained-looking prediction: the tumours fragmented (voxels dropped at random)
+    plus hundreds of 1-8 voxel specks of every label, inside, around and far from the lesions."""
+    gt, pred = random_case(rng, shape)
+    pred = np.where(rng.random(shape) < 0.35, 0, pred).astype(np.uint8)  # fragments
+    near = np.argwhere(gt > 0)
+    corners = np.concatenate([rng.integers(0, np.array(shape) - 2, size=(specks - specks // 2, 3)),
+                              near[rng.integers(0, len(near), specks // 2)] + rng.integers(-4, 5, (specks // 2, 3))])
+    corners = np.clip(corners, 0, np.array(shape) - 1)
+    sizes = rng.integers(1, 3, size=(specks, 3))
+    values = rng.integers(1, 4, size=specks)
+    for (x, y, z), (a, b, c), v in zip(corners, sizes, values):
+        pred[x:x + a, y:y + b, z:z + c] = v
+    return gt, pred
+
+
+@pytest.mark.parametrize(("seed", "spacing", "dilation"), [(100, (1.0, 1.0, 1.0), 3), (103, (0.9, 1.1, 1.6), 2)])
+def test_many_components_equal_reference(seed, spacing, dilation):
+    """Hundreds of predicted components (each region), lesions matched by dozens of them: identical to the
+    reference in every number, lesion and false-positive id (the path that replaced per-box clustering)."""
+    gt, pred = many_component_case(np.random.default_rng(seed))
+    gt, pred = np.asfortranarray(gt), np.asfortranarray(pred)
+    fast = evaluate_case(gt, pred, spacing, dilation_iterations=dilation, volume_threshold_mm3=20.0)
+    for region in ("WT", "TC", "ET"):
+        assert fast[region].num_fp > 50, region  # the case really has many components
+    assert sum(len(les.matched_components) for r in ("WT", "TC", "ET") for les in fast[r].lesions) >= 40
+    assert assert_same_as_reference(fast, reference_case(gt, pred, spacing, dilation, 20.0)) > 0
+
+
+def test_component_surfels_select_unions():
+    """Surfels selected for a subset of components equal the library-equivalent surfels of that subset's mask."""
+    rng = np.random.default_rng(3)
+    mask = rng.random((20, 18, 16)) < 0.08
+    mask[3:12, 4:13, 2:9] = True  # one large component next to many small ones
+    labels, n = lw.label_components(mask)
+    surfels = surface.component_surfels(labels, n, (1.0, 1.0, 1.0))
+    subset = [1, 2, n] if n > 2 else [1]
+    points, areas = surfels.select(subset)
+    expected_points, expected_areas = surface.component_surfels(*lw.label_components(np.isin(labels, subset)),
+                                                                (1.0, 1.0, 1.0)).select()
+    order, expected_order = np.lexsort(points.T), np.lexsort(expected_points.T)
+    assert np.array_equal(points[order], expected_points[expected_order])
+    assert np.array_equal(areas[order], expected_areas[expected_order])
+    assert surfels.select([])[0].shape == (0, 3)

@@ -1,0 +1,263 @@
+"""Surface distances and HD95 with DeepMind ``surface-distance``'s numbers, computed per connected component.
+
+The library (``compute_surface_distances``) codes every 2x2x2 cell of the masks' bounding box with its neighbour
+kernel, keeps cells of mixed content ("surfels") with their area from its lookup table, computes each surfel's
+distance (mm) to the nearest surfel of the other mask with a Euclidean distance transform, and sorts the
+``(distance, area)`` pairs; ``compute_robust_hausdorff`` then reads the 95th area percentile. This module gives the
+same arrays value for value, faster:
+
+* Cell ``g`` (integer, per axis) covers voxels ``g - 1`` and ``g``. Its voxels are pairwise 26-neighbours, so every
+  surfel of a mask touches exactly one 26-component of it, and the surfels of a union of components are the union
+  of the components' own surfels. They are therefore computed once per component (:func:`component_surfels`) and
+  any mask made of whole components (a GT lesion, the components matching it, a whole region) takes its surfels by
+  selection (:meth:`ComponentSurfels.select`). Small components are coded all at once from their voxel lists,
+  large ones in their own bounding box, so the cost grows with voxels plus components.
+* The distance transform is replaced by a k-d tree query between the two surfel sets, each distance then computed
+  from the integer offset exactly as the EDT computes it (:func:`nearest_distances`).
+
+Coordinates are cell indices in the axis order of the arrays; ``spacing`` is in mm in the same order.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from nnunet_tcup.evaluation.boxes import Box, component_boxes
+from nnunet_tcup.evaluation.validation import check_spacing
+
+__all__ = [
+    "MISSED_LESION_HD95",
+    "ComponentSurfels",
+    "component_surfels",
+    "finite_hd95",
+    "hd95",
+    "hd95_from_surfels",
+    "nearest_distances",
+    "surface_distances",
+    "surface_distances_from_surfels",
+]
+
+#: HD95 (mm) given to a missed lesion, to each false positive, and to an empty-vs-non-empty legacy HD95.
+MISSED_LESION_HD95: float = 374.0
+
+#: Components whose bounding box fits in this many voxels per axis are coded together from their voxel lists.
+SMALL_COMPONENT_EDGE = 4
+
+_CELL_OFFSETS = np.array([(i, j, k) for i in (0, 1) for j in (0, 1) for k in (0, 1)], dtype=np.int64)  # (8, 3)
+
+
+@functools.lru_cache(maxsize=32)
+def _surfel_area_table(spacing: tuple[float, float, float]) -> np.ndarray:
+    from surface_distance import lookup_tables
+
+    return lookup_tables.create_table_neighbour_code_to_surface_area(spacing)
+
+
+@functools.lru_cache(maxsize=1)
+def _kernel_weights() -> np.ndarray:
+    """Weight of each cell offset in ``_CELL_OFFSETS`` order: the library's 2x2x2 neighbour-code kernel."""
+    from surface_distance import lookup_tables
+
+    kernel = np.asarray(lookup_tables.ENCODE_NEIGHBOURHOOD_3D_KERNEL, dtype=np.int64)
+    return np.array([kernel[i, j, k] for i, j, k in _CELL_OFFSETS], dtype=np.int64)
+
+
+@dataclass(frozen=True)
+class ComponentSurfels:
+    """Surfels of a labelled mask grouped by component: component ``k``'s surfels are rows
+    ``starts[k]:starts[k + 1]`` of ``points`` ((P, 3) int64 cell indices) and ``areas`` ((P,) mm^2)."""
+
+    points: np.ndarray
+    areas: np.ndarray
+    starts: np.ndarray
+
+    def select(self, ids: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """``(points, areas)`` of the union of components ``ids`` (all components for ``None``)."""
+        if ids is None:
+            return self.points, self.areas
+        ids = np.asarray(ids, dtype=np.int64)
+        lo, hi = self.starts[ids], self.starts[ids + 1]
+        lengths = hi - lo
+        total = int(lengths.sum())
+        index = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+        return self.points[index], self.areas[index]
+
+
+def component_surfels(
+    labels: np.ndarray, n: int, spacing: Sequence[float], boxes: Sequence[Box | None] | None = None
+) -> ComponentSurfels:
+    """Surfels (cell indices and areas in mm^2) of every component 1..n of a 26-connected labelling.
+
+    ``boxes``: the components' bounding boxes as :func:`~nnunet_tcup.evaluation.boxes.component_boxes` gives them
+    (computed when omitted). The surfels of a component equal the library's surfels of that component alone.
+    """
+    spacing = check_spacing(spacing)
+    labels = np.asarray(labels)
+    if boxes is None:
+        boxes = component_boxes(labels, n)
+    table = _surfel_area_table(spacing)
+    lo = np.zeros((n + 1, 3), np.int64)
+    hi = np.zeros((n + 1, 3), np.int64)
+    for k in range(1, n + 1):
+        box = boxes[k]
+        if box is not None:
+            lo[k] = [s.start for s in box]
+            hi[k] = [s.stop for s in box]
+    small = np.all(hi - lo <= SMALL_COMPONENT_EDGE, axis=1)
+    small[0] = False
+    parts = [_small_component_surfels(labels, np.flatnonzero(small), lo)]
+    parts += [_box_surfels(labels, k, boxes[k]) for k in np.flatnonzero(~small)[1:] if boxes[k] is not None]
+    points = np.concatenate([p[0] for p in parts])
+    codes = np.concatenate([p[1] for p in parts])
+    owners = np.concatenate([p[2] for p in parts])
+    order = np.argsort(owners, kind="stable")
+    starts = np.zeros(n + 2, np.int64)
+    np.cumsum(np.bincount(owners, minlength=n + 1), out=starts[1:])
+    return ComponentSurfels(points[order], table[codes[order]], starts)
+
+
+def _small_component_surfels(
+    labels: np.ndarray, ids: np.ndarray, lo: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cells, codes, owners) of the components ``ids`` whose boxes start at ``lo[ids]`` and fit in
+    ``SMALL_COMPONENT_EDGE`` voxels per axis, all at once: their voxels are read from a fixed window per
+    component, each voxel's 8 cells are collected and every cell is coded from the 8 voxels it covers."""
+    if ids.size == 0:
+        return np.zeros((0, 3), np.int64), np.zeros(0, np.int64), np.zeros(0, np.int64)
+    shape = np.asarray(labels.shape)
+    edge = SMALL_COMPONENT_EDGE
+    window = np.indices((edge, edge, edge)).reshape(3, -1).T  # (edge^3, 3)
+    voxels = (lo[ids][:, None, :] + window[None]).reshape(-1, 3)
+    owner = np.repeat(ids, window.shape[0])
+    inside = np.all(voxels < shape, axis=1)
+    voxels, owner = voxels[inside], owner[inside]
+    hit = labels[voxels[:, 0], voxels[:, 1], voxels[:, 2]] == owner
+    voxels, owner = voxels[hit], owner[hit]
+    cells = (voxels[:, None, :] + _CELL_OFFSETS[None]).reshape(-1, 3)  # voxel v lies in cells v .. v + 1
+    keys = np.ravel_multi_index(cells.T, tuple(shape + 1))
+    keys, first = np.unique(keys, return_index=True)
+    cells = cells[first]
+    owners = np.repeat(owner, 8)[first]
+    codes = np.zeros(cells.shape[0], np.int64)
+    for offset, weight in zip(_CELL_OFFSETS, _kernel_weights()):
+        voxel = cells + offset - 1  # cell g covers voxels g - 1 .. g
+        valid = np.all((voxel >= 0) & (voxel < shape), axis=1)
+        voxel = voxel[valid]
+        codes[valid] += weight * (labels[voxel[:, 0], voxel[:, 1], voxel[:, 2]] != 0)
+    border = codes != 255  # never 0: every cell holds a voxel of its component
+    return cells[border], codes[border], owners[border]
+
+
+def _box_surfels(labels: np.ndarray, label_id: int, box: Box) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(cells, codes, owners) of one component, coded inside its bounding box padded by one voxel."""
+    size = tuple(s.stop - s.start for s in box)
+    padded = np.zeros(tuple(e + 2 for e in size), np.uint8)
+    padded[1:-1, 1:-1, 1:-1] = labels[box] == label_id
+    codes = np.zeros(tuple(e + 1 for e in size), np.uint8)
+    for (i, j, k), weight in zip(_CELL_OFFSETS, _kernel_weights()):
+        codes += padded[i : i + size[0] + 1, j : j + size[1] + 1, k : k + size[2] + 1] * np.uint8(weight)
+    border = (codes != 0) & (codes != 255)
+    cells = np.argwhere(border) + np.array([s.start for s in box], np.int64)  # local p is cell p + start
+    values = codes[border].astype(np.int64)
+    return cells, values, np.full(values.size, label_id, np.int64)
+
+
+def nearest_distances(points: np.ndarray, targets: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Distance (mm) from each integer position in ``points`` (k, 3) to the nearest one in ``targets`` (m, 3).
+
+    The nearest target comes from a k-d tree; the distance is then computed from the integer offset exactly as
+    ``scipy.ndimage.distance_transform_edt(..., sampling=spacing)`` computes it (scaled offsets, squared, summed
+    axis by axis, square root), so values equal the library's EDT-based ones. ``inf`` when there is no target.
+    """
+    from scipy.spatial import cKDTree
+
+    distances = np.full(points.shape[0], np.inf)
+    if targets.shape[0] == 0 or points.shape[0] == 0:
+        return distances
+    lowest = np.minimum(points.min(axis=0), targets.min(axis=0))
+    extent = tuple(np.maximum(points.max(axis=0), targets.max(axis=0)) - lowest + 1)
+    shared = np.isin(
+        np.ravel_multi_index((points - lowest).T, extent), np.ravel_multi_index((targets - lowest).T, extent)
+    )
+    distances[shared] = 0.0  # a point that is also a target: no query needed
+    rest = points[~shared]
+    if rest.shape[0]:
+        scale = np.asarray(spacing, dtype=np.float64)
+        tree = cKDTree(targets * scale, leafsize=32, balanced_tree=False, compact_nodes=False)
+        _, nearest = tree.query(rest * scale, k=1)
+        offsets = (targets[nearest] - rest).astype(np.float64)
+        offsets *= scale
+        np.multiply(offsets, offsets, out=offsets)
+        distances[~shared] = np.sqrt((offsets[:, 0] + offsets[:, 1]) + offsets[:, 2])
+    return distances
+
+
+def surface_distances_from_surfels(
+    gt: tuple[np.ndarray, np.ndarray], pred: tuple[np.ndarray, np.ndarray], spacing: Sequence[float]
+) -> dict[str, np.ndarray]:
+    """The library's ``compute_surface_distances`` dict from two ``(points, areas)`` surfel sets (one grid)."""
+    spacing = check_spacing(spacing)
+    (points_gt, areas_gt), (points_pred, areas_pred) = gt, pred
+    result = {}
+    for key, source, targets, source_areas in (
+        ("gt_to_pred", points_gt, points_pred, areas_gt),
+        ("pred_to_gt", points_pred, points_gt, areas_pred),
+    ):
+        distances = nearest_distances(source, targets, spacing)
+        order = np.lexsort((source_areas, distances))  # the library sorts (distance, area) tuples
+        result[f"distances_{key}"] = distances[order]
+        result["surfel_areas_gt" if key == "gt_to_pred" else "surfel_areas_pred"] = source_areas[order]
+    return result
+
+
+def hd95_from_surfels(
+    gt: tuple[np.ndarray, np.ndarray], pred: tuple[np.ndarray, np.ndarray], spacing: Sequence[float]
+) -> float:
+    """Robust Hausdorff distance at 95 % (mm) from two surfel sets; ``inf`` when either is empty."""
+    import surface_distance
+
+    if gt[0].shape[0] == 0 or pred[0].shape[0] == 0:
+        return float("inf")
+    return float(surface_distance.compute_robust_hausdorff(surface_distances_from_surfels(gt, pred, spacing), 95))
+
+
+def _mask_surfels(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    from nnunet_tcup.evaluation.components import label_components
+
+    labels, n = label_components(mask, order="F")
+    return component_surfels(labels, n, spacing).select()
+
+
+def surface_distances(mask_gt: np.ndarray, mask_pred: np.ndarray, spacing: Sequence[float]) -> dict[str, np.ndarray]:
+    """Same result as ``surface_distance.compute_surface_distances(mask_gt, mask_pred, spacing)`` (3D), faster.
+
+    Returns the library's dict (``distances_gt_to_pred``, ``distances_pred_to_gt``, ``surfel_areas_gt``,
+    ``surfel_areas_pred``; each sorted by (distance, area)), ready for ``compute_robust_hausdorff``.
+    """
+    mask_gt = np.asarray(mask_gt, dtype=bool)
+    mask_pred = np.asarray(mask_pred, dtype=bool)
+    if mask_gt.shape != mask_pred.shape or mask_gt.ndim != 3:
+        raise ValueError(f"surface_distances needs two 3D masks of one shape, got {mask_gt.shape}, {mask_pred.shape}")
+    return surface_distances_from_surfels(_mask_surfels(mask_gt, spacing), _mask_surfels(mask_pred, spacing), spacing)
+
+
+def hd95(gt_mask: np.ndarray, pred_mask: np.ndarray, spacing: Sequence[float]) -> float:
+    """DeepMind ``surface_distance`` robust Hausdorff distance at 95 % (mm) between two boolean 3D masks.
+
+    If either mask is empty the result is ``inf`` (what the library returns with the numpy it was written for);
+    callers map ``inf`` to 374 (:func:`finite_hd95`).
+    """
+    gt_mask = np.asarray(gt_mask, dtype=bool)
+    pred_mask = np.asarray(pred_mask, dtype=bool)
+    if not gt_mask.any() or not pred_mask.any():
+        return float("inf")
+    return hd95_from_surfels(_mask_surfels(gt_mask, spacing), _mask_surfels(pred_mask, spacing), spacing)
+
+
+def finite_hd95(value: float) -> float:
+    """Official replacement of an infinite HD95 by 374 mm."""
+    return MISSED_LESION_HD95 if np.isinf(value) else float(value)
