@@ -216,7 +216,7 @@ def test_full_and_quick_step_plans(tmp_path):
     assert train == [f"train_tcupgan_fold{f}" for f in range(5)]
     argv = [str(a) for a in steps["train_tcupgan_fold3"].command]
     assert argv[-8:] == ["3", "-tr", "nnUNetTrainerTCuPGAN", "-p", "nnUNetPlans", "-device", "cuda", "--c"]
-    assert not steps["train_tcupgan_fold0"].env  # the paper's own schedule, no budget variables on a GPU
+    assert not any(k.startswith("NNUNET_TCUP_DEMO") for k in steps["train_tcupgan_fold0"].env or {})  # paper schedule
     assert "--shape" not in argv and "--shape" not in [str(a) for a in steps["synth_train"].command]
     predict = [str(a) for a in steps["predict_tcupgan"].command]
     assert predict[predict.index("-f") + 1: predict.index("-device")] == ["0", "1", "2", "3", "4"]
@@ -232,3 +232,64 @@ def test_full_and_quick_step_plans(tmp_path):
     assert env["OMP_WAIT_POLICY"] == "ACTIVE" and env["NNUNET_TCUP_DEMO_EPOCHS"] == "6"
     names = [s.name for s in build_steps(quick, "cpu", baseline=False, num_processes=2, report_action=print)]
     assert names[0] == "synth_train" and names[-1] == "report" and not any("baseline" in n for n in names)
+
+
+# ------------------------------------------------------------------------------- nnUNet_n_proc_DA per step (fast)
+def test_each_step_sets_its_own_data_augmentation_workers(tmp_path, monkeypatch):
+    from nnunet_tcup.demo.steps import DemoPaths, build_steps, da_workers, subprocess_environment
+
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")  # the README's old CPU tip, exported by the user
+    quick = DemoPaths(tmp_path, make_settings("quick"))
+    env = subprocess_environment(quick, "cpu", 3)
+    assert "nnUNet_n_proc_DA" not in env  # not inherited by any step
+    steps = {s.name: s for s in build_steps(quick, "cpu", baseline=True, num_processes=3, report_action=print)}
+    assert steps["plan_and_preprocess"].env == {"nnUNet_n_proc_DA": "3"}  # 0 would crash nnU-Net's planner
+    assert "nnUNet_n_proc_DA=3 " in steps["plan_and_preprocess"].describe()  # shown in the report's commands
+    for name in ("train_tcupgan_fold0", "train_baseline_fold1"):
+        assert steps[name].env["nnUNet_n_proc_DA"] == "0"  # CPU: augmentation in the training process
+    for name, step in steps.items():
+        if not name.startswith(("plan", "train")):
+            assert "nnUNet_n_proc_DA" not in (step.env or {}), name
+    assert da_workers("train", "cuda", 2, {"nnUNet_n_proc_DA": "0"}) == {}  # nnU-Net's default on a GPU
+    assert da_workers("train", "cuda", 2, {"nnUNet_n_proc_DA": "6"}) == {"nnUNet_n_proc_DA": "6"}
+    assert da_workers("plan", "cuda", 0) == {"nnUNet_n_proc_DA": "1"}
+
+
+# ------------------------------------------------------------------------------- post-processing check (fast)
+def _metrics_csv(path: Path, dice: dict) -> None:
+    import pandas as pd
+
+    rows = [{"case": f"c{k}", "Labels": region, "LesionWise_Score_Dice": value, "LesionWise_Score_HD95": 5.0,
+             "Legacy_Dice": value} for region, value in dice.items() for k in range(2)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pd.DataFrame(rows).to_csv(path, index=False)
+
+
+@pytest.mark.parametrize("after, verdict", [({"WT": 0.68, "TC": 0.69, "ET": 0.53}, "WORSE"),
+                                            ({"WT": 0.75, "TC": 0.83, "ET": 0.62}, "unchanged"),
+                                            ({"WT": 0.80, "TC": 0.83, "ET": 0.62}, "better")])
+def test_report_first_table_says_whether_held_out_cases_got_worse(tmp_path, after, verdict):
+    import json
+
+    from nnunet_tcup.demo.report import ReportInputs, write_report
+    from nnunet_tcup.demo.steps import DemoPaths, models_for
+
+    paths = DemoPaths(tmp_path, make_settings("quick"))
+    model = models_for(paths.settings, baseline=False)[0]
+    before = {"WT": 0.75, "TC": 0.83, "ET": 0.62}
+    _metrics_csv(paths.metrics_csv(model, False), before)
+    _metrics_csv(paths.metrics_csv(model, True), after)
+    tuned = {"wt_threshold": 25.0, "tc_threshold": 0.0, "et_threshold": 0.0, "min_slices": 5}
+    doc = {"kwargs": tuned, "filter_kept": True, "decision": "out-of-sample gain +0.0400 exceeds 2 standard errors",
+           "selected": {"kwargs": tuned, "lesionwise_dice": before}, "in_sample_gain": 0.126, "n_cases": 7,
+           "out_of_sample": {"gain_mean": 0.04, "gain_se": 0.011}, "lesionwise_dice_before": before}
+    paths.crossval_folder(model).mkdir(parents=True)
+    (paths.crossval_folder(model) / "postprocessing.json").write_text(json.dumps(doc))
+    md = write_report(ReportInputs(paths=paths, models=[model], device="cpu", records=[], run_seconds=1.0)).read_text()
+    first_table = next(block for block in md.split("\n\n") if block.startswith("|"))
+    row = first_table.splitlines()[2]
+    assert "WT > 25" in row and "| yes |" in row and "+0.126" in row and "+0.040 ± 0.011 (7 cases)" in row
+    assert verdict in row and "0.733 -> " in row
+    assert ("made the held-out cases worse" in md.split("|")[0]) == (verdict == "WORSE")  # said before any table
+    if verdict == "WORSE":
+        assert "WT 0.750 -> 0.680" in row and "ET 0.620 -> 0.530" in row

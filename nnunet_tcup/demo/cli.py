@@ -89,6 +89,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from nnunet_tcup.demo.config import check_work_dir_settings, make_settings
     from nnunet_tcup.demo.pipeline import PipelineRunner, StepFailed, format_bytes, format_seconds
+    from nnunet_tcup.demo.pp_check import check_postprocessing, checks_headline, checks_table
     from nnunet_tcup.demo.report import ReportInputs, collect_results, results_table, write_report
     from nnunet_tcup.demo.steps import (NNUNET_PATH_VARIABLES, DemoPaths, build_steps, models_for,
                                         subprocess_environment)
@@ -141,6 +142,10 @@ def run_demo(args: argparse.Namespace) -> int:
         return 1
     elapsed = time.monotonic() - started
     peak = max((r.peak_rss_bytes for r in records), default=0)
+    checks = [check_postprocessing(paths, m) for m in models]
+    print()
+    print(checks_headline(checks))
+    print(checks_table(checks))
     print()
     print(results_table(collect_results(paths, models)))
     print()

@@ -19,6 +19,7 @@ import numpy as np
 
 from nnunet_tcup.challenges import LABEL_NAMES, MODALITIES, REGIONS
 from nnunet_tcup.demo.pipeline import StepRecord, format_bytes, format_seconds
+from nnunet_tcup.demo.pp_check import check_postprocessing, checks_headline, checks_table
 from nnunet_tcup.demo.steps import DemoPaths, ModelRun
 from nnunet_tcup.io_utils import atomic_output, read_array_zyx
 
@@ -191,18 +192,10 @@ class ReportInputs:
     overlay_cases: int = 3
 
 
-def _read_pp_json(paths: DemoPaths, model: ModelRun) -> Optional[dict]:
-    path = paths.crossval_folder(model) / "postprocessing.json"
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-
-
 def postprocessing_summary(model: ModelRun, pp: dict) -> str:
     """One paragraph on the tuned lesion filter from its postprocessing.json (thresholds, CV Dice)."""
-    kw = pp.get("kwargs", {})
-    text = (f"Post-processing of {model.label}, tuned on the cross-validation predictions"
+    kw = pp.get("selected", {}).get("kwargs", pp.get("kwargs", {}))
+    text = (f"Post-processing of {model.label}, selected on the cross-validation predictions"
             f"{' (' + str(pp['n_cases']) + ' cases)' if 'n_cases' in pp else ''}: keep components with more than "
             f"{kw.get('wt_threshold')} (WT), {kw.get('tc_threshold')} (TC), {kw.get('et_threshold')} (ET) voxels "
             f"per slice spanning at least {kw.get('min_slices')} slice(s)")
@@ -210,11 +203,15 @@ def postprocessing_summary(model: ModelRun, pp: dict) -> str:
             int(kw.get("min_slices") or 0) <= 1:
         text += ", i.e. the best filter on these predictions removes nothing"
     text += "."
-    before, after = pp.get("lesionwise_dice_before"), pp.get("lesionwise_dice_after")
+    if "filter_kept" in pp:
+        text += (" It was " + ("kept" if pp["filter_kept"] else "not kept (an identity post-processing was written)")
+                 + f": {pp.get('decision', '')}.")
+    before, after = pp.get("lesionwise_dice_before"), pp.get("selected", {}).get("lesionwise_dice",
+                                                                                  pp.get("lesionwise_dice_after"))
     if isinstance(before, dict) and isinstance(after, dict):
         regions = [r for r in REGIONS if r in before and r in after]
-        text += (" Cross-validation lesion-wise Dice " + "/".join(regions) + ": before "
-                 + "/".join(f"{before[r]:.3f}" for r in regions) + ", after "
+        text += (" Cross-validation lesion-wise Dice " + "/".join(regions) + " (in sample): no filter "
+                 + "/".join(f"{before[r]:.3f}" for r in regions) + ", selected filter "
                  + "/".join(f"{after[r]:.3f}" for r in regions))
         preset = pp.get("paper_preset", {}).get("lesionwise_dice")
         if isinstance(preset, dict) and all(r in preset for r in regions):
@@ -247,6 +244,7 @@ def write_report(inputs: ReportInputs) -> Path:
     out = paths.report_dir
     out.mkdir(parents=True, exist_ok=True)
     results = collect_results(paths, inputs.models)
+    checks = [check_postprocessing(paths, m) for m in inputs.models]
     md: List[str] = [
         "# nnunet_tcup demo report",
         "",
@@ -256,6 +254,12 @@ def write_report(inputs: ReportInputs) -> Path:
         f"Settings: {s.describe()}. Dataset `{s.dataset_name}`, configuration `{s.configuration}`, "
         f"plans `{s.plans}`, seed {s.seed}.",
         "",
+        "## Post-processing check",
+        "",
+        checks_headline(checks),
+        "",
+        checks_table(checks),
+        "",
         "## Held-out results",
         "",
         f"Mean over the {s.test_cases} held-out cases of the BraTS 2023 lesion-wise scores (challenge "
@@ -264,10 +268,9 @@ def write_report(inputs: ReportInputs) -> Path:
         results_table(results) if results else "(no metrics found)",
         "",
     ]
-    for model in inputs.models:
-        pp = _read_pp_json(paths, model)
-        if pp is not None:
-            md += [postprocessing_summary(model, pp), ""]
+    for check in checks:
+        if check.tuning is not None:
+            md += [postprocessing_summary(check.model, check.tuning), ""]
     if s.shape is not None and min(s.shape) < 155:
         md += [f"The paper's thresholds count voxels of full-size 1 mm scans (240x240x155); the demo maps that field "
                f"of view onto {'x'.join(map(str, s.shape))} voxels, so tumours are much smaller here and the paper "

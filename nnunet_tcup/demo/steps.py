@@ -21,6 +21,7 @@ from nnunet_tcup.io_utils import atomic_output
 
 DEMO_SHIM_DIR = Path(__file__).resolve().parent / "nnunet_ext"
 NNUNET_PATH_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
+DA_VARIABLE = "nnUNet_n_proc_DA"
 
 
 def command_path(name: str) -> str:
@@ -138,10 +139,12 @@ def subprocess_environment(paths: DemoPaths, device: str, num_processes: int,
                            base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
     """Environment of the demo's subprocesses: nnU-Net folders, the demo trainers' shim and budget, CPU settings.
 
-    The user's own environment is not modified; variables the user already set for CPU threads, data
-    augmentation workers or torch.compile are kept.
+    The user's own environment is not modified; variables the user already set for CPU threads or torch.compile
+    are kept. ``nnUNet_n_proc_DA`` is not inherited: each step that uses it sets its own (:func:`da_workers`),
+    because a value that suits one command breaks another (0 crashes nnUNetv2_plan_and_preprocess).
     """
     env = dict(os.environ if base is None else base)
+    env.pop(DA_VARIABLE, None)
     if paths.nnunet_dirs is None:
         for variable in NNUNET_PATH_VARIABLES:
             env[variable] = str(paths.nnunet_dir(variable))
@@ -163,13 +166,28 @@ def subprocess_environment(paths: DemoPaths, device: str, num_processes: int,
     return env
 
 
-def training_environment(device: str, budget: Optional[TrainingBudget]) -> Dict[str, str]:
-    """Extra variables of a training step: its budget, and on CPU data augmentation in the main process
-    (``nnUNet_n_proc_DA=0``; background workers only compete with the training for the few cores) unless the user
-    set nnUNet_n_proc_DA. Not used for planning, whose VRAM estimate calls ``torch.set_num_threads`` with it."""
+def da_workers(step_kind: str, device: str, num_processes: int,
+               inherited: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+    """The ``nnUNet_n_proc_DA`` a step gets (as an env dict; empty: let nnU-Net choose), whatever was inherited.
+
+    ``plan``: ``num_processes`` (>= 1; nnU-Net's planner calls ``torch.set_num_threads`` with it, 0 crashes it).
+    ``train``: on CPU 0 (augmentation in the training process: workers would only compete for the few cores); on a
+    GPU the user's value if it is a whole number >= 1, else nnU-Net's own default.
+    """
+    if step_kind == "plan":
+        return {DA_VARIABLE: str(max(1, num_processes))}
+    if step_kind != "train":
+        raise ValueError(f"unknown step kind {step_kind!r}")
+    if device == "cpu":
+        return {DA_VARIABLE: "0"}
+    value = (os.environ if inherited is None else inherited).get(DA_VARIABLE, "").strip()
+    return {DA_VARIABLE: value} if value.isdigit() and int(value) >= 1 else {}
+
+
+def training_environment(device: str, budget: Optional[TrainingBudget], num_processes: int = 1) -> Dict[str, str]:
+    """Extra variables of a training step: its budget and its data-augmentation workers (:func:`da_workers`)."""
     env = budget.as_environment() if budget is not None else {}
-    if device == "cpu" and "nnUNet_n_proc_DA" not in os.environ:
-        env["nnUNet_n_proc_DA"] = "0"
+    env.update(da_workers("train", device, num_processes))
     return env
 
 
@@ -207,7 +225,7 @@ def build_steps(paths: DemoPaths, device: str, baseline: bool, num_processes: in
         Step("plan_and_preprocess", "nnU-Net fingerprint, plans and preprocessing (3d_fullres)",
              command=[command_path("nnUNetv2_plan_and_preprocess"), "-d", s.dataset_id, "-c", s.configuration,
                       "-np", np_, "-npfp", np_, "--verify_dataset_integrity"],
-             outputs=[paths.plans_file]),
+             outputs=[paths.plans_file], env=da_workers("plan", device, num_processes)),
     ]
     for model in models_for(s, baseline):
         steps.extend(model_steps(paths, model, device, num_processes))
@@ -231,7 +249,7 @@ def model_steps(paths: DemoPaths, model: ModelRun, device: str, num_processes: i
              outputs=[paths.fold_folder(model, fold) / "checkpoint_final.pth",
                       paths.fold_folder(model, fold) / "progress.png"],
              progress=_train_progress(model.budget or s.budget),
-             env=training_environment(device, model.budget))
+             env=training_environment(device, model.budget, num_processes))
         for fold in s.folds
     ]
     steps += [
@@ -243,7 +261,8 @@ def model_steps(paths: DemoPaths, model: ModelRun, device: str, num_processes: i
              progress=ProgressSpec(pattern=r"^Predicting ", total=s.test_cases, unit="case")),
         Step(f"postprocess_tune_{model.key}", "tune the lesion filter on the cross-validation predictions",
              command=[nnunet_tcup, "postprocess", "tune", "-d", s.dataset_id, "-tr", model.trainer,
-                      "-p", s.plans, "-c", s.configuration, "-f", *folds, "--challenge", s.challenge],
+                      "-p", s.plans, "-c", s.configuration, "-f", *folds, "--challenge", s.challenge,
+                      "--num-workers", np_],
              outputs=[paths.postprocessing_pkl(model)]),
         Step(f"postprocess_apply_{model.key}", "apply it with nnUNetv2_apply_postprocessing",
              command=[command_path("nnUNetv2_apply_postprocessing"), "-i", raw, "-o", pp,
