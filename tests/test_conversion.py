@@ -558,6 +558,10 @@ def test_export_errors(tmp_path, capsys):
     bad.write_bytes(b"\x1f\x8b broken")
     err = _export_error(tmp_path, capsys, preds, source)
     assert str(bad) in err and "truncated or corrupt gzip stream" in err
+    nib.save(nib.Nifti1Image(tumour_labels(SHAPE, 2), brats_affine()), bad)
+    bad.write_bytes(bad.read_bytes()[:-20])  # truncated prediction: SimpleITK would zero-fill it silently
+    err = _export_error(tmp_path, capsys, preds, source)
+    assert f"{bad}: truncated or corrupt gzip stream" in err, err
     bad.unlink()
 
     other = preds / f"{case_id(3)}.nii.gz"
