@@ -16,6 +16,7 @@ filter, measured in the same run on the same cases.
     python benchmarks/bench_pp_generalisation.py                  # 5 seeds, tuning sets of 7 and 25 cases
     python benchmarks/bench_pp_generalisation.py --seeds 2 --heldout-cases 20
 """
+
 from __future__ import annotations
 
 import argparse
@@ -54,8 +55,10 @@ def run(args) -> bool:
     paper, wide = named_grid("paper"), named_grid("wide")
     rows, ok = [], True
     for scenario, fp_rate, lookalike in SCENARIOS:
-        results = {n: {"none": [], "old": [], "new": [], "old_se": [], "new_se": [], "kept": 0, "oos": []}
-                   for n in args.cv_cases}
+        results = {
+            n: {"none": [], "old": [], "new": [], "old_se": [], "new_se": [], "kept": 0, "oos": []}
+            for n in args.cv_cases
+        }
         for seed in range(args.seeds):
             base = 100_000 * (seed + 1) + int(fp_rate * 1000) + int(lookalike * 100)
             tuning = make_caches(base, max(args.cv_cases), args.shape, fp_rate, lookalike, "cv")
@@ -83,16 +86,35 @@ def run(args) -> bool:
             worse_old = int(np.sum(old_z < -2))
             if worse_new:
                 ok = False
-            rows.append((scenario, n, float(np.mean(r["none"])), old.mean(), old.min(), worse_old, new.mean(),
-                         new.min(), worse_new, r["kept"], float(np.mean(r["oos"]))))
-    print(f"\nheld-out mean lesion-wise Dice (mean of WT, TC, ET), {args.seeds} seeds, {args.heldout_cases} held-out "
-          f"cases per seed; gains vs no filter on the same cases; 'worse' = seeds where the gain is below -2 SE")
-    print("| predictions | tuning cases | no filter | old rule: mean gain (worst seed) | old: seeds worse | "
-          "new rule: mean gain (worst seed) | new: seeds worse | new: filter kept | new: LOO estimate |")
+            rows.append(
+                (
+                    scenario,
+                    n,
+                    float(np.mean(r["none"])),
+                    old.mean(),
+                    old.min(),
+                    worse_old,
+                    new.mean(),
+                    new.min(),
+                    worse_new,
+                    r["kept"],
+                    float(np.mean(r["oos"])),
+                )
+            )
+    print(
+        f"\nheld-out mean lesion-wise Dice (mean of WT, TC, ET), {args.seeds} seeds, {args.heldout_cases} held-out "
+        f"cases per seed; gains vs no filter on the same cases; 'worse' = seeds where the gain is below -2 SE"
+    )
+    print(
+        "| predictions | tuning cases | no filter | old rule: mean gain (worst seed) | old: seeds worse | "
+        "new rule: mean gain (worst seed) | new: seeds worse | new: filter kept | new: LOO estimate |"
+    )
     print("|---|---|---|---|---|---|---|---|---|")
     for sc, n, none, om, omin, ow, nm, nmin, nw, kept, oos in rows:
-        print(f"| {sc} | {n} | {none:.3f} | {om:+.3f} ({omin:+.3f}) | {ow}/{args.seeds} | {nm:+.3f} ({nmin:+.3f}) | "
-              f"{nw}/{args.seeds} | {kept}/{args.seeds} | {oos:+.3f} |")
+        print(
+            f"| {sc} | {n} | {none:.3f} | {om:+.3f} ({omin:+.3f}) | {ow}/{args.seeds} | {nm:+.3f} ({nmin:+.3f}) | "
+            f"{nw}/{args.seeds} | {kept}/{args.seeds} | {oos:+.3f} |"
+        )
     return ok
 
 

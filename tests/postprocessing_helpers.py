@@ -8,16 +8,17 @@ spanning one or two slices, ET/core specks inside the edema, and sometimes a fal
 (the generalisation benchmark and test). :func:`brute_force_objective`: filter + evaluate every candidate, the
 reference the cached tuning must equal. Not part of the package (issue 11): imported by tests and benchmarks.
 """
+
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from collections.abc import Sequence
 
 import numpy as np
 
 __all__ = ["brute_force_objective", "make_case", "make_model_case", "write_case_folders", "write_label_image"]
 
 
-def _ellipsoid(shape: Tuple[int, int, int], center, radii) -> Tuple[Tuple[slice, ...], np.ndarray]:
+def _ellipsoid(shape: tuple[int, int, int], center, radii) -> tuple[tuple[slice, ...], np.ndarray]:
     """Bounding-box slices and boolean ellipsoid mask inside them (clipped to ``shape``)."""
     lo = [max(int(np.floor(c - r)), 0) for c, r in zip(center, radii)]
     hi = [min(int(np.ceil(c + r)) + 1, s) for c, r, s in zip(center, radii, shape)]
@@ -42,7 +43,7 @@ def _tumour(labels: np.ndarray, center, radius: float, rng: np.random.Generator)
     _paint(labels, center, radii * 0.4, 1)
 
 
-def make_case(shape: Tuple[int, int, int] = (64, 96, 96), seed: int = 0) -> Tuple[np.ndarray, np.ndarray]:
+def make_case(shape: tuple[int, int, int] = (64, 96, 96), seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """One synthetic ``(gt, pred)`` pair of ``uint8`` label maps ``(z, y, x)``; deterministic in ``seed``."""
     rng = np.random.default_rng(seed)
     shape = tuple(int(s) for s in shape)
@@ -82,20 +83,30 @@ def make_case(shape: Tuple[int, int, int] = (64, 96, 96), seed: int = 0) -> Tupl
     # flat components: large in-plane area, 1-2 slices
     for _ in range(int(rng.integers(2, 6))):
         c = [rng.uniform(0, z), rng.uniform(0, y), rng.uniform(0, x)]
-        _paint(pred, c, (rng.uniform(0.3, 1.0), rng.uniform(3, 8), rng.uniform(3, 8)), int(rng.choice([1, 2, 3])),
-               only_where=[0, 2])
+        _paint(
+            pred,
+            c,
+            (rng.uniform(0.3, 1.0), rng.uniform(3, 8), rng.uniform(3, 8)),
+            int(rng.choice([1, 2, 3])),
+            only_where=[0, 2],
+        )
     # thin elongated components: many slices, small area
     for _ in range(int(rng.integers(1, 4))):
         c = [rng.uniform(0, s) for s in shape]
-        _paint(pred, c, (rng.uniform(4, 8), rng.uniform(0.6, 1.5), rng.uniform(0.6, 1.5)), int(rng.choice([1, 2, 3])),
-               only_where=[0, 2])
+        _paint(
+            pred,
+            c,
+            (rng.uniform(4, 8), rng.uniform(0.6, 1.5), rng.uniform(0.6, 1.5)),
+            int(rng.choice([1, 2, 3])),
+            only_where=[0, 2],
+        )
     if rng.random() < 0.5:  # false-positive tumour
         c = [rng.uniform(0.2, 0.8) * s for s in shape]
         _tumour(pred, c, big * rng.uniform(0.3, 0.5), rng)
     return gt, pred
 
 
-def write_label_image(array: np.ndarray, path, spacing_zyx: Tuple[float, float, float] = (1.0, 1.0, 1.0)) -> None:
+def write_label_image(array: np.ndarray, path, spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> None:
     """Write a ``(z, y, x)`` label array as a uint8 NIfTI with the given spacing (mm, ``(z, y, x)``), atomically."""
     import SimpleITK as sitk
 
@@ -107,9 +118,15 @@ def write_label_image(array: np.ndarray, path, spacing_zyx: Tuple[float, float, 
         sitk.WriteImage(image, str(tmp), useCompression=True)
 
 
-def write_case_folders(pred_folder, gt_folder, n_cases: int, shape: Tuple[int, int, int] = (48, 80, 80),
-                       spacing_zyx: Tuple[float, float, float] = (1.0, 1.0, 1.0), seed: int = 0,
-                       prefix: str = "case") -> list:
+def write_case_folders(
+    pred_folder,
+    gt_folder,
+    n_cases: int,
+    shape: tuple[int, int, int] = (48, 80, 80),
+    spacing_zyx: tuple[float, float, float] = (1.0, 1.0, 1.0),
+    seed: int = 0,
+    prefix: str = "case",
+) -> list:
     """Write ``n_cases`` synthetic pairs as ``PREFIX_NNN.nii.gz`` into the two folders; return the case names."""
     from pathlib import Path
 
@@ -123,9 +140,14 @@ def write_case_folders(pred_folder, gt_folder, n_cases: int, shape: Tuple[int, i
     return names
 
 
-def make_model_case(seed: int, shape: Tuple[int, int, int] = (64, 112, 112), fp_rate: float = 1.0,
-                    small_lesion_prob: float = 0.5, hit_rate: float = 0.85,
-                    lookalike_rate: float | None = None) -> Tuple[np.ndarray, np.ndarray]:
+def make_model_case(
+    seed: int,
+    shape: tuple[int, int, int] = (64, 112, 112),
+    fp_rate: float = 1.0,
+    small_lesion_prob: float = 0.5,
+    hit_rate: float = 0.85,
+    lookalike_rate: float | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
     """``(gt, pred)`` ``uint8`` label maps ``(z, y, x)`` at 1 mm as a trained model's predictions look.
 
     GT: one nested tumour (radius 10-18 voxels); with probability ``small_lesion_prob`` one or two true small
@@ -161,17 +183,31 @@ def make_model_case(seed: int, shape: Tuple[int, int, int] = (64, 112, 112), fp_
         _paint(pred, c, rng.uniform(0.4, 1.8, size=3), int(rng.choice([1, 2, 3])), only_where=[0, 2])
     for _ in range(int(rng.poisson(1 * fp_rate))):
         c = [rng.uniform(0, z), rng.uniform(0, y), rng.uniform(0, x)]
-        _paint(pred, c, (rng.uniform(0.3, 0.9), rng.uniform(2, 6), rng.uniform(2, 6)), int(rng.choice([1, 2, 3])),
-               only_where=[0, 2])
+        _paint(
+            pred,
+            c,
+            (rng.uniform(0.3, 0.9), rng.uniform(2, 6), rng.uniform(2, 6)),
+            int(rng.choice([1, 2, 3])),
+            only_where=[0, 2],
+        )
     for _ in range(int(rng.poisson(0.3 * fp_rate if lookalike_rate is None else lookalike_rate))):
         c = [rng.uniform(0.15, 0.85) * s for s in shape]
-        _paint(pred, c, (rng.uniform(1.6, 3.5), rng.uniform(2.0, 4.5), rng.uniform(2.0, 4.5)),
-               int(rng.choice([1, 2, 3])), only_where=[0])
+        _paint(
+            pred,
+            c,
+            (rng.uniform(1.6, 3.5), rng.uniform(2.0, 4.5), rng.uniform(2.0, 4.5)),
+            int(rng.choice([1, 2, 3])),
+            only_where=[0],
+        )
     return gt, pred
 
 
-def brute_force_objective(cases: Sequence[Tuple[np.ndarray, np.ndarray]], candidates: np.ndarray,
-                          spacing: Tuple[float, float, float], challenge: str) -> np.ndarray:
+def brute_force_objective(
+    cases: Sequence[tuple[np.ndarray, np.ndarray]],
+    candidates: np.ndarray,
+    spacing: tuple[float, float, float],
+    challenge: str,
+) -> np.ndarray:
     """The tuning objective the straightforward way: for every candidate row ``(A_WT, A_TC, A_ET, min_slices)``,
     ``filter_lesions`` + ``evaluate_case`` on every ``(gt, pred)`` case; mean over WT, TC, ET of the mean over
     cases of the lesion-wise Dice. Returns one value per candidate, in row order."""

@@ -1,4 +1,5 @@
 """``nnunet_tcup demo``: the whole user path end to end (smoke settings), resumability, failures, the report."""
+
 from __future__ import annotations
 
 import os
@@ -8,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
 from conftest import run_command
+
 from nnunet_tcup.demo.config import TrainingBudget, check_work_dir_settings, make_settings
 from nnunet_tcup.demo.pipeline import PipelineRunner, ProgressSpec, Step, StepFailed
 from nnunet_tcup.demo.report import draw_overlay, label_rgba, tumour_slice
@@ -51,8 +52,10 @@ def test_demo_smoke_end_to_end_and_resume(tmp_path):
         assert (report / f"metrics_tcupgan_{stage}_pp.png").stat().st_size > 10_000
     overlays = sorted((report / "overlays").glob("overlay_tcupgan_*.png"))
     progress = sorted((report / "progress").glob("progress_tcupgan_fold*.png"))
-    assert len(overlays) == 2 and [p.name for p in progress] == ["progress_tcupgan_fold0.png",
-                                                                 "progress_tcupgan_fold1.png"]
+    assert len(overlays) == 2 and [p.name for p in progress] == [
+        "progress_tcupgan_fold0.png",
+        "progress_tcupgan_fold1.png",
+    ]
     import matplotlib.image as mpimg
 
     assert mpimg.imread(overlays[0]).shape[1] > 4 * mpimg.imread(overlays[0]).shape[0]  # one row of 6 panels
@@ -75,30 +78,40 @@ def test_demo_failing_step_names_step_and_log(tmp_path):
     work = tmp_path / "demo"
     work.mkdir()
     (work / "brats").write_text("not a folder")  # synth cannot create WORK/brats/train
-    proc = run_command(["nnunet_tcup", "demo", "--smoke", "--work-dir", work], env=_demo_env(), check=False,
-                       timeout=120)
+    proc = run_command(
+        ["nnunet_tcup", "demo", "--smoke", "--work-dir", work], env=_demo_env(), check=False, timeout=120
+    )
     assert proc.returncode == 1 and "not empty and holds no demo run" in proc.stderr, proc.stderr
     assert sorted(p.name for p in work.iterdir()) == ["brats"]  # nothing written into a foreign folder
     check_work_dir_settings(work / "fresh", make_settings("smoke"))  # as if an earlier demo run had started here
     work = work / "fresh"
     (work / "brats").write_text("not a folder")
-    proc = run_command(["nnunet_tcup", "demo", "--smoke", "--work-dir", work], env=_demo_env(), check=False,
-                       timeout=300)
+    proc = run_command(
+        ["nnunet_tcup", "demo", "--smoke", "--work-dir", work], env=_demo_env(), check=False, timeout=300
+    )
     assert proc.returncode == 1
     log = work / "logs" / "synth_train.log"
     assert "step 'synth_train'" in proc.stderr and str(log) in proc.stderr, proc.stderr
     assert "nnunet_tcup synth" in log.read_text()
     assert not (work / ".demo_steps" / "synth_train.json").exists()
     # the same work dir with other settings is refused before anything runs
-    proc = run_command(["nnunet_tcup", "demo", "--smoke", "--cases", "7", "--work-dir", work], env=_demo_env(),
-                       check=False, timeout=120)
+    proc = run_command(
+        ["nnunet_tcup", "demo", "--smoke", "--cases", "7", "--work-dir", work],
+        env=_demo_env(),
+        check=False,
+        timeout=120,
+    )
     assert proc.returncode == 1 and "other settings" in proc.stderr and "train_cases" in proc.stderr
 
 
 # ------------------------------------------------------------------------------------------- pipeline (fast)
 def _write_file_step(name: str, target: Path, text: str = "x") -> Step:
-    return Step(name, f"write {target.name}", command=[PY, "-c", f"open({str(target)!r}, 'w').write({text!r})"],
-                outputs=[target])
+    return Step(
+        name,
+        f"write {target.name}",
+        command=[PY, "-c", f"open({str(target)!r}, 'w').write({text!r})"],
+        outputs=[target],
+    )
 
 
 def test_pipeline_skips_finished_steps_and_reruns_missing_outputs(tmp_path, capsys):
@@ -143,8 +156,12 @@ def test_pipeline_python_action_failure_and_progress(tmp_path):
     with pytest.raises(StepFailed, match="ValueError: bad input file X"):
         runner.run([Step("action", "python step", action=broken)])
     assert "Traceback" in (tmp_path / "work" / "logs" / "action.log").read_text()
-    echo = Step("echo", "progress lines", command=[PY, "-c", "print('t: Epoch 0'); print('t: Epoch 1')"],
-                progress=ProgressSpec(pattern=r"Epoch \d", total=2, unit="epoch", echo=r"Epoch 1"))
+    echo = Step(
+        "echo",
+        "progress lines",
+        command=[PY, "-c", "print('t: Epoch 0'); print('t: Epoch 1')"],
+        progress=ProgressSpec(pattern=r"Epoch \d", total=2, unit="epoch", echo=r"Epoch 1"),
+    )
     import io
 
     console = io.StringIO()
@@ -162,8 +179,9 @@ def test_step_definition_errors():
 # ------------------------------------------------------------------------------------------- settings (fast)
 def test_settings_presets_overrides_and_errors(tmp_path):
     quick = make_settings("quick", epochs=3)
-    assert quick.budget == TrainingBudget(epochs=3, iterations=quick.budget.iterations,
-                                          val_iterations=quick.budget.val_iterations)
+    assert quick.budget == TrainingBudget(
+        epochs=3, iterations=quick.budget.iterations, val_iterations=quick.budget.val_iterations
+    )
     full = make_settings("full")
     assert full.budget is None and full.trainer == "nnUNetTrainerTCuPGAN" and full.folds == (0, 1, 2, 3, 4)
     assert make_settings("full", iterations=5).trainer == "nnUNetTrainerTCuPGAN_demo"
@@ -219,7 +237,7 @@ def test_full_and_quick_step_plans(tmp_path):
     assert not any(k.startswith("NNUNET_TCUP_DEMO") for k in steps["train_tcupgan_fold0"].env or {})  # paper schedule
     assert "--shape" not in argv and "--shape" not in [str(a) for a in steps["synth_train"].command]
     predict = [str(a) for a in steps["predict_tcupgan"].command]
-    assert predict[predict.index("-f") + 1: predict.index("-device")] == ["0", "1", "2", "3", "4"]
+    assert predict[predict.index("-f") + 1 : predict.index("-device")] == ["0", "1", "2", "3", "4"]
     # the baseline gets TCuP-GAN's budget: 30 epochs of one pass over a fold's 48 training cases at batch size 2
     assert steps["train_baseline_fold0"].env["NNUNET_TCUP_DEMO_EPOCHS"] == "30"
     assert steps["train_baseline_fold0"].env["NNUNET_TCUP_DEMO_ITERATIONS"] == "24"
@@ -259,15 +277,29 @@ def test_each_step_sets_its_own_data_augmentation_workers(tmp_path, monkeypatch)
 def _metrics_csv(path: Path, dice: dict) -> None:
     import pandas as pd
 
-    rows = [{"case": f"c{k}", "Labels": region, "LesionWise_Score_Dice": value, "LesionWise_Score_HD95": 5.0,
-             "Legacy_Dice": value} for region, value in dice.items() for k in range(2)]
+    rows = [
+        {
+            "case": f"c{k}",
+            "Labels": region,
+            "LesionWise_Score_Dice": value,
+            "LesionWise_Score_HD95": 5.0,
+            "Legacy_Dice": value,
+        }
+        for region, value in dice.items()
+        for k in range(2)
+    ]
     path.parent.mkdir(parents=True, exist_ok=True)
     pd.DataFrame(rows).to_csv(path, index=False)
 
 
-@pytest.mark.parametrize("after, verdict", [({"WT": 0.68, "TC": 0.69, "ET": 0.53}, "WORSE"),
-                                            ({"WT": 0.75, "TC": 0.83, "ET": 0.62}, "unchanged"),
-                                            ({"WT": 0.80, "TC": 0.83, "ET": 0.62}, "better")])
+@pytest.mark.parametrize(
+    "after, verdict",
+    [
+        ({"WT": 0.68, "TC": 0.69, "ET": 0.53}, "WORSE"),
+        ({"WT": 0.75, "TC": 0.83, "ET": 0.62}, "unchanged"),
+        ({"WT": 0.80, "TC": 0.83, "ET": 0.62}, "better"),
+    ],
+)
 def test_report_first_table_says_whether_held_out_cases_got_worse(tmp_path, after, verdict):
     import json
 
@@ -280,9 +312,16 @@ def test_report_first_table_says_whether_held_out_cases_got_worse(tmp_path, afte
     _metrics_csv(paths.metrics_csv(model, False), before)
     _metrics_csv(paths.metrics_csv(model, True), after)
     tuned = {"wt_threshold": 25.0, "tc_threshold": 0.0, "et_threshold": 0.0, "min_slices": 5}
-    doc = {"kwargs": tuned, "filter_kept": True, "decision": "out-of-sample gain +0.0400 exceeds 2 standard errors",
-           "selected": {"kwargs": tuned, "lesionwise_dice": before}, "in_sample_gain": 0.126, "n_cases": 7,
-           "out_of_sample": {"gain_mean": 0.04, "gain_se": 0.011}, "lesionwise_dice_before": before}
+    doc = {
+        "kwargs": tuned,
+        "filter_kept": True,
+        "decision": "out-of-sample gain +0.0400 exceeds 2 standard errors",
+        "selected": {"kwargs": tuned, "lesionwise_dice": before},
+        "in_sample_gain": 0.126,
+        "n_cases": 7,
+        "out_of_sample": {"gain_mean": 0.04, "gain_se": 0.011},
+        "lesionwise_dice_before": before,
+    }
     paths.crossval_folder(model).mkdir(parents=True)
     (paths.crossval_folder(model) / "postprocessing.json").write_text(json.dumps(doc))
     md = write_report(ReportInputs(paths=paths, models=[model], device="cpu", records=[], run_seconds=1.0)).read_text()

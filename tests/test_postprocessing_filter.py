@@ -1,4 +1,5 @@
 """Unit tests of the lesion filter and the probability step on hand-built label maps (z, y, x)."""
+
 from __future__ import annotations
 
 import pickle
@@ -8,7 +9,11 @@ import pytest
 
 from nnunet_tcup.challenges import PAPER_FILTER_PRESETS, PAPER_MIN_SLICES
 from nnunet_tcup.postprocessing.lesion_filter import (
-    FilterParameters, component_sizes, filter_lesions, label_components, preset_parameters,
+    FilterParameters,
+    component_sizes,
+    filter_lesions,
+    label_components,
+    preset_parameters,
 )
 from nnunet_tcup.postprocessing.probabilities import probabilities_to_labels
 
@@ -35,17 +40,17 @@ def test_area_per_slice_is_voxels_over_slices_and_strict():
 
 def test_uneven_slices_use_the_mean_area():
     seg = block()
-    seg[1, 0:10, 0:10] = 2   # 100 voxels
-    seg[2, 0:2, 0:1] = 2     # 2 voxels, connected to the slice above
-    seg[3, 0:1, 0:1] = 2     # 1 voxel  -> 103 voxels over 3 slices: 34.33
+    seg[1, 0:10, 0:10] = 2  # 100 voxels
+    seg[2, 0:2, 0:1] = 2  # 2 voxels, connected to the slice above
+    seg[3, 0:1, 0:1] = 2  # 1 voxel  -> 103 voxels over 3 slices: 34.33
     assert np.array_equal(filter_lesions(seg, 34.3, 0, 0, min_slices=3), seg)
     assert not filter_lesions(seg, 34.34, 0, 0, min_slices=3).any()
 
 
 def test_slices_are_counted_along_the_first_axis_z():
     seg = block((12, 16, 16))
-    seg[5, 2, 0:12] = 2          # a line in x: 1 slice, area 12
-    seg[0:10, 10, 10] = 2        # a line in z: 10 slices, area 1
+    seg[5, 2, 0:12] = 2  # a line in x: 1 slice, area 12
+    seg[0:10, 10, 10] = 2  # a line in z: 10 slices, area 1
     out = filter_lesions(seg, wt_threshold=0.5, tc_threshold=0, et_threshold=0, min_slices=2)
     assert not out[5, 2].any() and out[0:10, 10, 10].all()
     out = filter_lesions(seg, wt_threshold=2, tc_threshold=0, et_threshold=0, min_slices=1)
@@ -95,17 +100,17 @@ def test_removed_et_component_becomes_core():
 def test_min_slices_applies_per_region():
     seg = nested_tumour()  # WT spans 8 slices, TC 6, ET 4
     out = filter_lesions(seg, 0, 0, 0, min_slices=5)
-    assert np.array_equal(out, np.where(seg == 3, 1, seg))   # only ET (4 slices) removed
+    assert np.array_equal(out, np.where(seg == 3, 1, seg))  # only ET (4 slices) removed
     out = filter_lesions(seg, 0, 0, 0, min_slices=7)
-    assert np.array_equal(out, np.where(seg > 0, 2, 0))      # TC (6 slices) removed with its ET
+    assert np.array_equal(out, np.where(seg > 0, 2, 0))  # TC (6 slices) removed with its ET
     assert not filter_lesions(seg, 0, 0, 0, min_slices=9).any()
 
 
 def test_small_specks_inside_and_outside_a_tumour():
     seg = nested_tumour()
-    seg[10, 18, 18] = 3        # isolated ET speck: its own WT component -> background
-    seg[1, 2, 13] = 3          # ET speck in the edema: own TC and ET component -> edema
-    seg[6, 15, 2] = 1          # core speck outside: own WT component -> background
+    seg[10, 18, 18] = 3  # isolated ET speck: its own WT component -> background
+    seg[1, 2, 13] = 3  # ET speck in the edema: own TC and ET component -> edema
+    seg[6, 15, 2] = 1  # core speck outside: own WT component -> background
     out = filter_lesions(seg, wt_threshold=5, tc_threshold=5, et_threshold=5, min_slices=2)
     assert out[10, 18, 18] == 0 and out[6, 15, 2] == 0
     assert out[1, 2, 13] == 2
@@ -130,39 +135,49 @@ def test_no_filter_setting_is_the_identity():
 def test_presets_and_pickle_round_trip():
     for challenge, preset in PAPER_FILTER_PRESETS.items():
         params = preset_parameters(challenge.lower())
-        assert params.as_kwargs() == {"wt_threshold": preset["WT"], "tc_threshold": preset["TC"],
-                                      "et_threshold": preset["ET"], "min_slices": PAPER_MIN_SLICES}
+        assert params.as_kwargs() == {
+            "wt_threshold": preset["WT"],
+            "tc_threshold": preset["TC"],
+            "et_threshold": preset["ET"],
+            "min_slices": PAPER_MIN_SLICES,
+        }
         assert all(type(v) in (int, float) for v in params.as_kwargs().values())
     fns, kwargs = pickle.loads(pickle.dumps(([filter_lesions], [preset_parameters("GLI").as_kwargs()])))
     seg = nested_tumour()
     assert np.array_equal(fns[0](seg, **kwargs[0]), filter_lesions(seg, 125, 75, 20, 5))
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.full((4, 4, 4), 4, np.uint8), "outside 0-3"),
-    (np.full((4, 4, 4), -1, np.int16), "outside 0-3"),
-    (np.full((4, 4, 4), 1.5, np.float32), "non-integer"),
-    (np.full((4, 4, 4), np.nan, np.float32), "outside 0-3"),
-    (np.zeros((4, 4), np.uint8), "3D"),
-    (np.zeros((1, 4, 4, 4), np.uint8), "3D"),
-    (np.zeros((4, 4, 4), bool), "dtype"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.full((4, 4, 4), 4, np.uint8), "outside 0-3"),
+        (np.full((4, 4, 4), -1, np.int16), "outside 0-3"),
+        (np.full((4, 4, 4), 1.5, np.float32), "non-integer"),
+        (np.full((4, 4, 4), np.nan, np.float32), "outside 0-3"),
+        (np.zeros((4, 4), np.uint8), "3D"),
+        (np.zeros((1, 4, 4, 4), np.uint8), "3D"),
+        (np.zeros((4, 4, 4), bool), "dtype"),
+    ],
+)
 def test_bad_label_maps_raise(bad, message):
     with pytest.raises(ValueError, match=message):
         filter_lesions(bad, 1, 1, 1, 5)
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    (dict(wt_threshold=-1, tc_threshold=0, et_threshold=0), "wt_threshold"),
-    (dict(wt_threshold=0, tc_threshold="75", et_threshold=0), "tc_threshold"),
-    (dict(wt_threshold=0, tc_threshold=0, et_threshold=None), "et_threshold"),
-    (dict(wt_threshold=float("nan"), tc_threshold=0, et_threshold=0), "wt_threshold"),
-    (dict(wt_threshold=float("inf"), tc_threshold=0, et_threshold=0), "wt_threshold"),
-    (dict(wt_threshold=True, tc_threshold=0, et_threshold=0), "wt_threshold"),
-    (dict(wt_threshold=0, tc_threshold=0, et_threshold=0, min_slices=0), "min_slices"),
-    (dict(wt_threshold=0, tc_threshold=0, et_threshold=0, min_slices=2.5), "min_slices"),
-    (dict(wt_threshold=0, tc_threshold=0, et_threshold=0, min_slices="5"), "min_slices"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (dict(wt_threshold=-1, tc_threshold=0, et_threshold=0), "wt_threshold"),
+        (dict(wt_threshold=0, tc_threshold="75", et_threshold=0), "tc_threshold"),
+        (dict(wt_threshold=0, tc_threshold=0, et_threshold=None), "et_threshold"),
+        (dict(wt_threshold=float("nan"), tc_threshold=0, et_threshold=0), "wt_threshold"),
+        (dict(wt_threshold=float("inf"), tc_threshold=0, et_threshold=0), "wt_threshold"),
+        (dict(wt_threshold=True, tc_threshold=0, et_threshold=0), "wt_threshold"),
+        (dict(wt_threshold=0, tc_threshold=0, et_threshold=0, min_slices=0), "min_slices"),
+        (dict(wt_threshold=0, tc_threshold=0, et_threshold=0, min_slices=2.5), "min_slices"),
+        (dict(wt_threshold=0, tc_threshold=0, et_threshold=0, min_slices="5"), "min_slices"),
+    ],
+)
 def test_bad_thresholds_raise(kwargs, message):
     with pytest.raises(ValueError, match=message):
         filter_lesions(block(), **kwargs)
@@ -177,22 +192,25 @@ def test_from_kwargs_rejects_unknown_or_missing_keys():
 
 def test_probabilities_to_labels_follows_the_paper():
     p = np.zeros((3, 1, 1, 5), dtype=np.float32)
-    p[:, 0, 0, 0] = (0.1, 0.1, 0.1)   # background 0.7
-    p[:, 0, 0, 1] = (0.6, 0.3, 0.2)   # sum > 1: background -0.1, NETC wins
+    p[:, 0, 0, 0] = (0.1, 0.1, 0.1)  # background 0.7
+    p[:, 0, 0, 1] = (0.6, 0.3, 0.2)  # sum > 1: background -0.1, NETC wins
     p[:, 0, 0, 2] = (0.2, 0.7, 0.05)  # SNFH
     p[:, 0, 0, 3] = (0.3, 0.3, 0.35)  # ET
-    p[:, 0, 0, 4] = (0.0, 0.0, 0.0)   # background 1
+    p[:, 0, 0, 4] = (0.0, 0.0, 0.0)  # background 1
     labels = probabilities_to_labels(p)
     assert labels.dtype == np.uint8 and labels.shape == (1, 1, 5)
     assert labels.ravel().tolist() == [0, 1, 2, 3, 0]
 
 
-@pytest.mark.parametrize("bad, message", [
-    (np.zeros((4, 2, 2, 2), np.float32), "shape"),
-    (np.zeros((3, 2, 2), np.float32), "shape"),
-    (np.zeros((3, 2, 2, 2), np.int64), "floating"),
-    (np.full((3, 2, 2, 2), 1.5, np.float32), r"\[0, 1\]"),
-])
+@pytest.mark.parametrize(
+    "bad, message",
+    [
+        (np.zeros((4, 2, 2, 2), np.float32), "shape"),
+        (np.zeros((3, 2, 2), np.float32), "shape"),
+        (np.zeros((3, 2, 2, 2), np.int64), "floating"),
+        (np.full((3, 2, 2, 2), 1.5, np.float32), r"\[0, 1\]"),
+    ],
+)
 def test_probabilities_bad_input(bad, message):
     with pytest.raises(ValueError, match=message):
         probabilities_to_labels(bad)

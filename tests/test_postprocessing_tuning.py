@@ -1,4 +1,5 @@
 """The tuning cache is exact: cached scores equal evaluate_case on filtered predictions; grid search = brute force."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -7,14 +8,28 @@ from postprocessing_helpers import brute_force_objective, make_case, make_model_
 
 from nnunet_tcup.evaluation.lesionwise import evaluate_case
 from nnunet_tcup.postprocessing.cache import (
-    REGION_NAMES, CandidateScorer, build_case_cache, keep_masks, score_case,
+    REGION_NAMES,
+    CandidateScorer,
+    build_case_cache,
+    keep_masks,
+    score_case,
 )
 from nnunet_tcup.postprocessing.lesion_filter import (
-    FILTER_REGIONS, FilterParameters, filter_lesions, label_components, preset_parameters, region_mask,
+    FILTER_REGIONS,
+    FilterParameters,
+    filter_lesions,
+    label_components,
+    preset_parameters,
+    region_mask,
 )
 from nnunet_tcup.postprocessing.selection import decide, leave_one_out, select
 from nnunet_tcup.postprocessing.tuning import (
-    ThresholdGrid, grid_search, named_grid, pick_best, summarise, tune_caches,
+    ThresholdGrid,
+    grid_search,
+    named_grid,
+    pick_best,
+    summarise,
+    tune_caches,
 )
 
 SPACING = (1.2, 0.9, 1.0)  # (z, y, x) mm, anisotropic on purpose (lesion volumes in mm^3)
@@ -29,9 +44,14 @@ def candidate_list(n: int, seed: int = 0):
     rng = np.random.default_rng(seed)
     out = [FilterParameters(0, 0, 0, 1), preset_parameters("GLI"), preset_parameters("SSA")]
     while len(out) < n:
-        out.append(FilterParameters(float(rng.choice([0, 3, 8, 15, 30, 60, 120])),
-                                    float(rng.choice([0, 2.5, 5, 10, 25, 50])),
-                                    float(rng.choice([0, 1, 5, 10, 20])), int(rng.integers(1, 8))))
+        out.append(
+            FilterParameters(
+                float(rng.choice([0, 3, 8, 15, 30, 60, 120])),
+                float(rng.choice([0, 2.5, 5, 10, 25, 50])),
+                float(rng.choice([0, 1, 5, 10, 20])),
+                int(rng.integers(1, 8)),
+            )
+        )
     return out
 
 
@@ -41,8 +61,9 @@ def lesionwise(evaluation) -> dict:
 
 @pytest.mark.parametrize("challenge", ["GLI", "MEN"])
 def test_cached_scores_equal_evaluate_case_after_filtering(cases, challenge):
-    caches = [build_case_cache(gt, pred, SPACING, challenge=challenge, name=str(k))
-              for k, (gt, pred) in enumerate(cases)]
+    caches = [
+        build_case_cache(gt, pred, SPACING, challenge=challenge, name=str(k)) for k, (gt, pred) in enumerate(cases)
+    ]
     candidates = candidate_list(8, seed=1 if challenge == "GLI" else 2)
     scorer = CandidateScorer(caches)
     matrix = np.array([[p.wt_threshold, p.tc_threshold, p.et_threshold, p.min_slices] for p in candidates])
@@ -50,8 +71,9 @@ def test_cached_scores_equal_evaluate_case_after_filtering(cases, challenge):
     distinct = set()
     for i, params in enumerate(candidates):
         for k, (gt, pred) in enumerate(cases):
-            reference = lesionwise(evaluate_case(gt, filter_lesions(pred, **params.as_kwargs()), SPACING,
-                                                 challenge=challenge))
+            reference = lesionwise(
+                evaluate_case(gt, filter_lesions(pred, **params.as_kwargs()), SPACING, challenge=challenge)
+            )
             assert score_case(caches[k], params) == reference, (params, k)  # bit-identical
             np.testing.assert_allclose(vectorised[i, k], [reference[r] for r in REGION_NAMES], rtol=0, atol=1e-12)
             distinct.add(tuple(reference.values()))
@@ -96,8 +118,7 @@ def test_nesting_parents(cases):
 
 def test_grid_search_matches_brute_force(cases):
     grid = ThresholdGrid(wt=(0, 20, 60), tc=(10, 0), et=(0, 8), min_slices=(1, 4))
-    caches = [build_case_cache(gt, pred, SPACING, challenge="PED", name=f"c{k}")
-              for k, (gt, pred) in enumerate(cases)]
+    caches = [build_case_cache(gt, pred, SPACING, challenge="PED", name=f"c{k}") for k, (gt, pred) in enumerate(cases)]
     result = grid_search(CandidateScorer(caches), grid)
     naive = brute_force_objective(cases, grid.candidates(), SPACING, "PED")
     np.testing.assert_allclose(result.objective.ravel(), naive, rtol=0, atol=1e-12)
@@ -143,16 +164,18 @@ def test_changed_voxels_equal_the_voxels_the_filter_changes(cases):
     candidates = candidate_list(10, seed=5)
     matrix = np.array([[p.wt_threshold, p.tc_threshold, p.et_threshold, p.min_slices] for p in candidates])
     changed = CandidateScorer(caches).changed_voxels(matrix, max_cells=50)  # tiny chunks: chunking must not matter
-    expected = np.array([[np.count_nonzero(filter_lesions(pred, **p.as_kwargs()) != pred) for _, pred in cases]
-                         for p in candidates])
+    expected = np.array(
+        [[np.count_nonzero(filter_lesions(pred, **p.as_kwargs()) != pred) for _, pred in cases] for p in candidates]
+    )
     assert np.array_equal(changed, expected)
     assert expected[0].sum() == 0 and (expected[1:].sum(axis=1) > 0).all()
 
 
 def loo_by_definition(scores, removed):
     """select() on the matrices without case i, for each i; gains against row 0 (the identity)."""
-    chosen = np.array([select(np.delete(scores, i, axis=1), np.delete(removed, i, axis=1))
-                       for i in range(scores.shape[1])])
+    chosen = np.array(
+        [select(np.delete(scores, i, axis=1), np.delete(removed, i, axis=1)) for i in range(scores.shape[1])]
+    )
     return chosen, scores[chosen, np.arange(scores.shape[1])] - scores[0]
 
 
@@ -199,8 +222,10 @@ def test_decide():
 
 
 def model_caches(seeds, fp_rate, shape=(40, 80, 80)):
-    return [build_case_cache(*make_model_case(s, shape, fp_rate=fp_rate), (1.0, 1.0, 1.0), challenge="GLI",
-                             name=f"m{s}") for s in seeds]
+    return [
+        build_case_cache(*make_model_case(s, shape, fp_rate=fp_rate), (1.0, 1.0, 1.0), challenge="GLI", name=f"m{s}")
+        for s in seeds
+    ]
 
 
 def heldout_gain(caches, kwargs) -> np.ndarray:

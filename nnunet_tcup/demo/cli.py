@@ -1,4 +1,5 @@
 """``nnunet_tcup demo``: the whole user path on synthetic data, with the stock nnU-Net commands, and a report."""
+
 from __future__ import annotations
 
 import argparse
@@ -23,42 +24,85 @@ Every step's output goes to WORK/logs/STEP.log. Re-running the same command resu
 
 
 def register(subparsers) -> None:
-    p = subparsers.add_parser("demo", help="run the whole workflow on synthetic data and write a report",
-                              description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--work-dir", default=DEFAULT_WORK_DIR,
-                   help=f"folder for all data, models, logs and the report (default: ./{DEFAULT_WORK_DIR}); "
-                        "re-running with the same folder and settings resumes")
+    p = subparsers.add_parser(
+        "demo",
+        help="run the whole workflow on synthetic data and write a report",
+        description=DESCRIPTION,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "--work-dir",
+        default=DEFAULT_WORK_DIR,
+        help=f"folder for all data, models, logs and the report (default: ./{DEFAULT_WORK_DIR}); "
+        "re-running with the same folder and settings resumes",
+    )
     preset = p.add_mutually_exclusive_group()
-    preset.add_argument("--smoke", dest="mode", action="store_const", const="smoke",
-                        help="smallest settings (tiny volumes, 2 epochs x 3 iterations): checks the path in minutes")
-    preset.add_argument("--quick", dest="mode", action="store_const", const="quick",
-                        help="CPU-sized run (16 cases of 64x64x48, 6 epochs x 25 iterations, folds 0 1); the "
-                             "default when no GPU is found")
-    preset.add_argument("--full", dest="mode", action="store_const", const="full",
-                        help="the paper's recipe: 60 full-size cases, nnUNetTrainerTCuPGAN's own schedule, 5 folds; "
-                             "the default when a GPU is found")
+    preset.add_argument(
+        "--smoke",
+        dest="mode",
+        action="store_const",
+        const="smoke",
+        help="smallest settings (tiny volumes, 2 epochs x 3 iterations): checks the path in minutes",
+    )
+    preset.add_argument(
+        "--quick",
+        dest="mode",
+        action="store_const",
+        const="quick",
+        help="CPU-sized run (16 cases of 64x64x48, 6 epochs x 25 iterations, folds 0 1); the "
+        "default when no GPU is found",
+    )
+    preset.add_argument(
+        "--full",
+        dest="mode",
+        action="store_const",
+        const="full",
+        help="the paper's recipe: 60 full-size cases, nnUNetTrainerTCuPGAN's own schedule, 5 folds; "
+        "the default when a GPU is found",
+    )
     p.add_argument("--cases", type=int, default=None, help="number of synthetic training cases (at least 5)")
     p.add_argument("--test-cases", type=int, default=None, help="number of synthetic held-out cases")
-    p.add_argument("--shape", type=int, nargs=3, metavar=("X", "Y", "Z"), default=None,
-                   help="synthetic volume size in voxels (1 mm); the full BraTS size is 240 240 155")
+    p.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        metavar=("X", "Y", "Z"),
+        default=None,
+        help="synthetic volume size in voxels (1 mm); the full BraTS size is 240 240 155",
+    )
     p.add_argument("--epochs", type=int, default=None, help="training epochs per fold")
     p.add_argument("--iterations", type=int, default=None, help="training iterations per epoch")
     p.add_argument("--val-iterations", type=int, default=None, help="validation iterations per epoch")
     p.add_argument("--folds", type=int, nargs="+", default=None, help="folds to train and ensemble, e.g. 0 1")
     p.add_argument("--seed", type=int, default=None, help="seed of the synthetic data (default 0)")
-    p.add_argument("--challenge", default=None, help="BraTS challenge the synthetic data imitates: GLI (default), "
-                                                     "MEN, PED or SSA")
+    p.add_argument(
+        "--challenge", default=None, help="BraTS challenge the synthetic data imitates: GLI (default), MEN, PED or SSA"
+    )
     p.add_argument("--dataset-id", type=int, default=None, help="nnU-Net dataset id (default 901)")
-    p.add_argument("--baseline", action="store_true",
-                   help="also train stock nnU-Net (nnUNetTrainer) with the same budget and report it side by side")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"), default="auto",
-                   help="device for training and prediction (default: cuda if available, else cpu)")
-    p.add_argument("--num-processes", type=int, default=2,
-                   help="worker processes for preprocessing, conversion, evaluation and post-processing (default 2)")
+    p.add_argument(
+        "--baseline",
+        action="store_true",
+        help="also train stock nnU-Net (nnUNetTrainer) with the same budget and report it side by side",
+    )
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        default="auto",
+        help="device for training and prediction (default: cuda if available, else cpu)",
+    )
+    p.add_argument(
+        "--num-processes",
+        type=int,
+        default=2,
+        help="worker processes for preprocessing, conversion, evaluation and post-processing (default 2)",
+    )
     p.add_argument("--overlay-cases", type=int, default=3, help="number of held-out cases drawn in the report")
-    p.add_argument("--use-nnunet-env", action="store_true",
-                   help="use the nnUNet_raw / nnUNet_preprocessed / nnUNet_results folders of your environment "
-                        "instead of folders inside the work dir (the dataset id must then be free there)")
+    p.add_argument(
+        "--use-nnunet-env",
+        action="store_true",
+        help="use the nnUNet_raw / nnUNet_preprocessed / nnUNet_results folders of your environment "
+        "instead of folders inside the work dir (the dataset id must then be free there)",
+    )
     p.set_defaults(func=run_demo)
 
 
@@ -75,8 +119,9 @@ def _resolve_device(requested: str) -> str:
     if shutil.which("nvidia-smi") is None and not os.path.exists("/dev/nvidiactl"):
         return "cpu"  # no NVIDIA driver: skip the seconds-long torch import
 
-    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"],
-                           capture_output=True, text=True)
+    probe = subprocess.run(
+        [sys.executable, "-c", "import torch; print(torch.cuda.is_available())"], capture_output=True, text=True
+    )
     return "cuda" if probe.returncode == 0 and probe.stdout.strip() == "True" else "cpu"
 
 
@@ -91,8 +136,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from nnunet_tcup.demo.pipeline import PipelineRunner, StepFailed, format_bytes, format_seconds
     from nnunet_tcup.demo.pp_check import check_postprocessing, checks_headline, checks_table
     from nnunet_tcup.demo.report import ReportInputs, collect_results, results_table, write_report
-    from nnunet_tcup.demo.steps import (NNUNET_PATH_VARIABLES, DemoPaths, build_steps, models_for,
-                                        subprocess_environment)
+    from nnunet_tcup.demo.steps import NNUNET_PATH_VARIABLES, DemoPaths, build_steps, models_for, subprocess_environment
 
     if args.num_processes < 1:
         raise ValueError(f"--num-processes {args.num_processes}: expected at least 1")
@@ -100,9 +144,19 @@ def run_demo(args: argparse.Namespace) -> int:
         raise ValueError(f"--overlay-cases {args.overlay_cases}: expected 0 or more")
     device = _resolve_device(args.device)
     mode = args.mode or ("full" if device == "cuda" else "quick")
-    settings = make_settings(mode, train_cases=args.cases, test_cases=args.test_cases, shape=args.shape,
-                             epochs=args.epochs, iterations=args.iterations, val_iterations=args.val_iterations,
-                             folds=args.folds, seed=args.seed, challenge=args.challenge, dataset_id=args.dataset_id)
+    settings = make_settings(
+        mode,
+        train_cases=args.cases,
+        test_cases=args.test_cases,
+        shape=args.shape,
+        epochs=args.epochs,
+        iterations=args.iterations,
+        val_iterations=args.val_iterations,
+        folds=args.folds,
+        seed=args.seed,
+        challenge=args.challenge,
+        dataset_id=args.dataset_id,
+    )
     work_dir = Path(args.work_dir).expanduser().resolve()
     nnunet_dirs = None
     if args.use_nnunet_env:
@@ -119,15 +173,26 @@ def run_demo(args: argparse.Namespace) -> int:
     models = models_for(settings, args.baseline)
     runner = PipelineRunner(work_dir, env)
     started = time.monotonic()
-    shown_env = {k: env[k] for k in (*NNUNET_PATH_VARIABLES, "nnUNet_extTrainer", "nnUNet_def_n_proc",
-                                     "nnUNet_compile", "OMP_WAIT_POLICY") if k in env}
+    shown_env = {
+        k: env[k]
+        for k in (*NNUNET_PATH_VARIABLES, "nnUNet_extTrainer", "nnUNet_def_n_proc", "nnUNet_compile", "OMP_WAIT_POLICY")
+        if k in env
+    }
     if settings.budget is not None:
         shown_env.update(settings.budget.as_environment())
 
     def report_action() -> None:
-        write_report(ReportInputs(paths=paths, models=models, device=device, records=list(runner.records),
-                                  run_seconds=time.monotonic() - started, commands_env=shown_env,
-                                  overlay_cases=args.overlay_cases))
+        write_report(
+            ReportInputs(
+                paths=paths,
+                models=models,
+                device=device,
+                records=list(runner.records),
+                run_seconds=time.monotonic() - started,
+                commands_env=shown_env,
+                overlay_cases=args.overlay_cases,
+            )
+        )
 
     steps = build_steps(paths, device, args.baseline, args.num_processes, report_action)
     print(f"nnunet_tcup demo ({settings.describe()}; device {device})")
@@ -149,7 +214,9 @@ def run_demo(args: argparse.Namespace) -> int:
     print()
     print(results_table(collect_results(paths, models)))
     print()
-    print(f"wall time of this run {format_seconds(elapsed)} (sum of step times {format_seconds(sum(r.seconds for r in records))}); "
-          f"peak memory of a step {format_bytes(peak)}")
+    print(
+        f"wall time of this run {format_seconds(elapsed)} (sum of step times {format_seconds(sum(r.seconds for r in records))}); "
+        f"peak memory of a step {format_bytes(peak)}"
+    )
     print(f"report: {paths.report_dir / 'report.md'}")
     return 0

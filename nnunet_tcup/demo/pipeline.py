@@ -9,6 +9,7 @@ pipeline with :class:`StepFailed`, which names the step, its command, the exit c
 Peak memory is the largest resident set size of the step's process tree, from ``os.wait4``'s resource usage
 (Linux: the child's own peak or that of its largest waited-for descendant, like ``getrusage(RUSAGE_CHILDREN)``).
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -21,10 +22,11 @@ import subprocess
 import sys
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, TextIO, Tuple
+from typing import TextIO
 
 from nnunet_tcup.io_utils import write_json_atomic
 
@@ -41,7 +43,7 @@ class ProgressSpec:
     pattern: str
     total: int
     unit: str
-    echo: Optional[str] = None
+    echo: str | None = None
 
 
 @dataclass
@@ -54,11 +56,11 @@ class Step:
 
     name: str
     title: str
-    command: Optional[Sequence[str]] = None
-    action: Optional[Callable[[], None]] = None
+    command: Sequence[str] | None = None
+    action: Callable[[], None] | None = None
     outputs: Sequence[Path] = ()
-    progress: Optional[ProgressSpec] = None
-    env: Optional[Dict[str, str]] = None  # extra environment variables of this step's subprocess
+    progress: ProgressSpec | None = None
+    env: dict[str, str] | None = None  # extra environment variables of this step's subprocess
     always_run: bool = False  # run even when finished before (cheap summaries of everything done so far)
 
     def __post_init__(self) -> None:
@@ -89,7 +91,7 @@ class StepRecord:
     cpu_seconds: float = 0.0  # user + system CPU time of the step's process tree
     skipped: bool = field(default=False, compare=False)
 
-    def to_json(self) -> Dict:
+    def to_json(self) -> dict:
         data = asdict(self)
         data.pop("skipped")
         return data
@@ -106,9 +108,11 @@ class StepFailed(RuntimeError):
         super().__init__(self.message())
 
     def message(self) -> str:
-        text = (f"step '{self.step.name}' ({self.step.title}) failed: {self.reason}\n"
-                f"  command: {self.step.describe()}\n"
-                f"  log:     {self.log_path}")
+        text = (
+            f"step '{self.step.name}' ({self.step.title}) failed: {self.reason}\n"
+            f"  command: {self.step.describe()}\n"
+            f"  log:     {self.log_path}"
+        )
         if self.log_tail:
             tail = "\n".join("    " + line for line in self.log_tail.splitlines())
             text += f"\n  last lines of the log:\n{tail}"
@@ -139,9 +143,9 @@ def format_seconds(seconds: float) -> str:
 
 def format_bytes(n: int) -> str:
     """Memory in MiB or GiB."""
-    if n >= 1024 ** 3:
-        return f"{n / 1024 ** 3:.2f} GiB"
-    return f"{n / 1024 ** 2:.0f} MiB"
+    if n >= 1024**3:
+        return f"{n / 1024**3:.2f} GiB"
+    return f"{n / 1024**2:.0f} MiB"
 
 
 class _LogFollower:
@@ -150,13 +154,13 @@ class _LogFollower:
     def __init__(self, path: Path, offset: int = 0):
         self.path = path
         self.offset = offset
-        self.handle: Optional[TextIO] = None
+        self.handle: TextIO | None = None
         self.pending = ""
 
-    def new_lines(self) -> List[str]:
+    def new_lines(self) -> list[str]:
         if self.handle is None:
             try:
-                self.handle = open(self.path, "r", errors="replace")
+                self.handle = open(self.path, errors="replace")
                 self.handle.seek(self.offset)
             except OSError:
                 return []
@@ -193,9 +197,16 @@ class _Progress:
         self.pattern = re.compile(spec.pattern) if spec else None
         self.echo = re.compile(spec.echo) if spec and spec.echo else None
         interactive = hasattr(console, "isatty") and console.isatty()
-        self.bar = tqdm(total=spec.total if spec else None, unit=spec.unit if spec else "it", desc=prefix,
-                        file=console, leave=False, dynamic_ncols=True, disable=not interactive,
-                        bar_format=None if spec else "{desc} {elapsed}{postfix}")
+        self.bar = tqdm(
+            total=spec.total if spec else None,
+            unit=spec.unit if spec else "it",
+            desc=prefix,
+            file=console,
+            leave=False,
+            dynamic_ncols=True,
+            disable=not interactive,
+            bar_format=None if spec else "{desc} {elapsed}{postfix}",
+        )
 
     def feed(self, lines: Sequence[str]) -> None:
         for line in lines:
@@ -215,13 +226,13 @@ class _Progress:
 class PipelineRunner:
     """Runs steps in order in ``work_dir`` with environment ``env`` for subprocesses, printing to ``console``."""
 
-    def __init__(self, work_dir: Path, env: Optional[Dict[str, str]] = None, console: TextIO = sys.stdout):
+    def __init__(self, work_dir: Path, env: dict[str, str] | None = None, console: TextIO = sys.stdout):
         self.work_dir = Path(work_dir)
         self.env = dict(os.environ if env is None else env)
         self.console = console
         self.marker_dir = self.work_dir / MARKER_DIR
         self.log_dir = self.work_dir / LOG_DIR
-        self.records: List[StepRecord] = []  # of the current run(), in order, as steps finish or are skipped
+        self.records: list[StepRecord] = []  # of the current run(), in order, as steps finish or are skipped
 
     # ----------------------------------------------------------------------------------------------- markers
     def marker_path(self, step: Step) -> Path:
@@ -230,7 +241,7 @@ class PipelineRunner:
     def log_path(self, step: Step) -> Path:
         return self.log_dir / f"{step.name}.log"
 
-    def finished_record(self, step: Step) -> Optional[StepRecord]:
+    def finished_record(self, step: Step) -> StepRecord | None:
         """The record of an earlier successful run of ``step`` if its marker and all its outputs exist."""
         marker = self.marker_path(step)
         if not marker.is_file():
@@ -251,7 +262,7 @@ class PipelineRunner:
             self.marker_path(step).unlink()
 
     # ------------------------------------------------------------------------------------------------ running
-    def run(self, steps: Sequence[Step]) -> List[StepRecord]:
+    def run(self, steps: Sequence[Step]) -> list[StepRecord]:
         """Run (or skip) every step in order; raise :class:`StepFailed` at the first failure."""
         names = [s.name for s in steps]
         if len(set(names)) != len(names):
@@ -270,8 +281,10 @@ class PipelineRunner:
             self.invalidate(step)
             self._print(f"{prefix}  {step.title} ...")
             record = self._run_step(step, prefix)
-            self._print(f"{prefix}  done in {format_seconds(record.seconds)} (CPU {format_seconds(record.cpu_seconds)}, "
-                        f"peak memory {format_bytes(record.peak_rss_bytes)})")
+            self._print(
+                f"{prefix}  done in {format_seconds(record.seconds)} (CPU {format_seconds(record.cpu_seconds)}, "
+                f"peak memory {format_bytes(record.peak_rss_bytes)})"
+            )
             records.append(record)
         return records
 
@@ -282,8 +295,10 @@ class PipelineRunner:
         log_path = self.log_path(step)
         start = time.monotonic()
         with open(log_path, "w") as log:
-            log.write(f"# step {step.name}: {step.title}\n# started {datetime.now().isoformat(timespec='seconds')}\n"
-                      f"# {step.describe()}\n")
+            log.write(
+                f"# step {step.name}: {step.title}\n# started {datetime.now().isoformat(timespec='seconds')}\n"
+                f"# {step.describe()}\n"
+            )
             log.flush()
             if step.command is not None:
                 peak, cpu = self._run_command(step, log, log_path, prefix)
@@ -292,20 +307,35 @@ class PipelineRunner:
         seconds = time.monotonic() - start
         missing = [str(p) for p in step.outputs if not Path(p).exists()]
         if missing:
-            raise StepFailed(step, f"it finished but did not produce {', '.join(missing)}", log_path,
-                             _log_tail(log_path))
-        record = StepRecord(name=step.name, title=step.title, command=step.describe(), seconds=seconds,
-                            peak_rss_bytes=peak, finished_at=datetime.now().isoformat(timespec="seconds"),
-                            log=str(log_path), cpu_seconds=cpu)
+            raise StepFailed(
+                step, f"it finished but did not produce {', '.join(missing)}", log_path, _log_tail(log_path)
+            )
+        record = StepRecord(
+            name=step.name,
+            title=step.title,
+            command=step.describe(),
+            seconds=seconds,
+            peak_rss_bytes=peak,
+            finished_at=datetime.now().isoformat(timespec="seconds"),
+            log=str(log_path),
+            cpu_seconds=cpu,
+        )
         write_json_atomic(record.to_json(), self.marker_path(step))
         return record
 
-    def _run_command(self, step: Step, log: TextIO, log_path: Path, prefix: str) -> Tuple[int, float]:
+    def _run_command(self, step: Step, log: TextIO, log_path: Path, prefix: str) -> tuple[int, float]:
         """Run the step's subprocess; return its peak RSS (bytes) and CPU time (s)."""
         argv = [str(c) for c in step.command]
         try:
-            proc = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                    env={**self.env, **(step.env or {})}, cwd=self.work_dir, start_new_session=True)
+            proc = subprocess.Popen(
+                argv,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                env={**self.env, **(step.env or {})},
+                cwd=self.work_dir,
+                start_new_session=True,
+            )
         except OSError as e:
             log.write(f"cannot start {argv[0]}: {e}\n")
             raise StepFailed(step, f"cannot start {argv[0]!r} ({e})", log_path) from e
@@ -328,7 +358,7 @@ class PipelineRunner:
             progress.close()
             follower.close()
         if returncode != 0:
-            reason = (f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}")
+            reason = f"killed by signal {-returncode}" if returncode < 0 else f"exit code {returncode}"
             raise StepFailed(step, reason, log_path, _log_tail(log_path))
         return _rss_to_bytes(usage.ru_maxrss), usage.ru_utime + usage.ru_stime
 
@@ -346,7 +376,7 @@ class PipelineRunner:
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait()
 
-    def _run_action(self, step: Step, log: TextIO, log_path: Path) -> Tuple[int, float]:
+    def _run_action(self, step: Step, log: TextIO, log_path: Path) -> tuple[int, float]:
         """Run the step's callable in this process; return this process's peak RSS so far and the CPU time used."""
         import resource
 

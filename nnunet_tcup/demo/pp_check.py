@@ -6,6 +6,7 @@ Inputs are the ``postprocessing.json`` that ``nnunet_tcup postprocess tune`` wro
 the held-out cases before and after post-processing. The score compared is the mean over WT, TC, ET of the mean
 over held-out cases of the lesion-wise Dice (the tuning objective).
 """
+
 from __future__ import annotations
 
 import json
@@ -27,9 +28,9 @@ class PostprocessingCheck:
     """One model's post-processing outcome; Dice values are means over held-out cases per region and overall."""
 
     model: ModelRun
-    tuning: dict | None                      # postprocessing.json, None if missing or unreadable
-    before: dict[str, float] | None           # held-out lesion-wise Dice per region + "mean", before
-    after: dict[str, float] | None            # ... after post-processing
+    tuning: dict | None  # postprocessing.json, None if missing or unreadable
+    before: dict[str, float] | None  # held-out lesion-wise Dice per region + "mean", before
+    after: dict[str, float] | None  # ... after post-processing
 
     @property
     def change(self) -> float | None:
@@ -68,18 +69,26 @@ def _dice_means(csv_path: Path) -> dict[str, float] | None:
 
 def check_postprocessing(paths: DemoPaths, model: ModelRun) -> PostprocessingCheck:
     """Gather the tuning report and the held-out scores before/after post-processing of ``model``."""
-    return PostprocessingCheck(model, read_postprocessing_json(paths.crossval_folder(model) / "postprocessing.json"),
-                               _dice_means(paths.metrics_csv(model, False)), _dice_means(paths.metrics_csv(model, True)))
+    return PostprocessingCheck(
+        model,
+        read_postprocessing_json(paths.crossval_folder(model) / "postprocessing.json"),
+        _dice_means(paths.metrics_csv(model, False)),
+        _dice_means(paths.metrics_csv(model, True)),
+    )
 
 
 def _filter_text(kwargs: dict | None) -> str:
     if not isinstance(kwargs, dict):
         return "n/a"
-    if all(float(kwargs.get(k) or 0) == 0 for k in ("wt_threshold", "tc_threshold", "et_threshold")) and \
-            int(kwargs.get("min_slices") or 1) <= 1:
+    if (
+        all(float(kwargs.get(k) or 0) == 0 for k in ("wt_threshold", "tc_threshold", "et_threshold"))
+        and int(kwargs.get("min_slices") or 1) <= 1
+    ):
         return "no filter"
-    return (f"WT > {kwargs.get('wt_threshold'):g}, TC > {kwargs.get('tc_threshold'):g}, ET > "
-            f"{kwargs.get('et_threshold'):g} voxels/slice, >= {kwargs.get('min_slices')} slices")
+    return (
+        f"WT > {kwargs.get('wt_threshold'):g}, TC > {kwargs.get('tc_threshold'):g}, ET > "
+        f"{kwargs.get('et_threshold'):g} voxels/slice, >= {kwargs.get('min_slices')} slices"
+    )
 
 
 def _kept_text(tuning: dict | None) -> str:
@@ -119,16 +128,20 @@ def _heldout_text(check: PostprocessingCheck) -> tuple[str, str]:
 def checks_table(checks: list[PostprocessingCheck]) -> str:
     """Markdown table, one row per model: the tuned filter, whether it was kept, its cross-validation gains (in
     sample, and leave-one-case-out with its standard error) and the held-out before -> after with a verdict."""
-    lines = ["| model | filter selected on cross-validation | kept | CV gain in-sample | CV gain out-of-sample | "
-             "held-out lesion-wise Dice, mean of WT/TC/ET: before -> after | held-out verdict |",
-             "|---|---|---|---|---|---|---|"]
+    lines = [
+        "| model | filter selected on cross-validation | kept | CV gain in-sample | CV gain out-of-sample | "
+        "held-out lesion-wise Dice, mean of WT/TC/ET: before -> after | held-out verdict |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for check in checks:
         tuning = check.tuning
         selected = (tuning.get("selected") or {}).get("kwargs", tuning.get("kwargs")) if tuning else None
         in_text, out_text = _cv_text(tuning)
         arrow, verdict = _heldout_text(check)
-        lines.append(f"| {check.model.label} | {_filter_text(selected)} | {_kept_text(tuning)} | {in_text} | "
-                     f"{out_text} | {arrow} | {verdict} |")
+        lines.append(
+            f"| {check.model.label} | {_filter_text(selected)} | {_kept_text(tuning)} | {in_text} | "
+            f"{out_text} | {arrow} | {verdict} |"
+        )
     return "\n".join(lines)
 
 
@@ -138,7 +151,11 @@ def checks_headline(checks: list[PostprocessingCheck]) -> str:
     if worse:
         names = ", ".join(c.model.label for c in worse)
         raw = ", ".join(f"`predictions/{c.model.key}/raw`" for c in worse)
-        return (f"**Warning: post-processing made the held-out cases worse for {names}.** Use the predictions "
-                f"before post-processing ({raw}) or keep the filter off for such a model.")
-    return ("Post-processing did not make the held-out cases worse. A filter is applied only when its "
-            "leave-one-case-out gain on the cross-validation cases is positive beyond noise (`postprocess tune`).")
+        return (
+            f"**Warning: post-processing made the held-out cases worse for {names}.** Use the predictions "
+            f"before post-processing ({raw}) or keep the filter off for such a model."
+        )
+    return (
+        "Post-processing did not make the held-out cases worse. A filter is applied only when its "
+        "leave-one-case-out gain on the cross-validation cases is positive beyond noise (`postprocess tune`)."
+    )

@@ -4,16 +4,16 @@ Overlays show one axial slice (the one with the largest whole-tumour area in the
 modalities, the ground truth and the prediction, in nnU-Net / SimpleITK array order ``(z, y, x)``: z is the slice
 axis, each slice is drawn with y as rows and x as columns.
 """
+
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -24,14 +24,20 @@ from nnunet_tcup.demo.steps import DemoPaths, ModelRun
 from nnunet_tcup.io_utils import atomic_output, read_array_zyx
 
 #: Label colours (RGB, 0-1) in overlays: NETC red, SNFH green, ET yellow.
-LABEL_COLOURS: Dict[int, Tuple[float, float, float]] = {1: (0.89, 0.10, 0.11), 2: (0.30, 0.69, 0.29),
-                                                        3: (1.00, 0.85, 0.18)}
-METRICS = (("LesionWise_Score_Dice", "lesion-wise Dice"), ("LesionWise_Score_HD95", "lesion-wise HD95 (mm)"),
-           ("Legacy_Dice", "legacy Dice"))
+LABEL_COLOURS: dict[int, tuple[float, float, float]] = {
+    1: (0.89, 0.10, 0.11),
+    2: (0.30, 0.69, 0.29),
+    3: (1.00, 0.85, 0.18),
+}
+METRICS = (
+    ("LesionWise_Score_Dice", "lesion-wise Dice"),
+    ("LesionWise_Score_HD95", "lesion-wise HD95 (mm)"),
+    ("Legacy_Dice", "legacy Dice"),
+)
 
 
 # ------------------------------------------------------------------------------------------------------- tables
-def region_means(csv_path: Path) -> Dict[str, Dict[str, float]]:
+def region_means(csv_path: Path) -> dict[str, dict[str, float]]:
     """Mean over cases of each metric in :data:`METRICS`, per region, from an ``evaluate`` results CSV
     (one row per case and region, column ``Labels`` = WT/TC/ET)."""
     import pandas as pd
@@ -40,14 +46,14 @@ def region_means(csv_path: Path) -> Dict[str, Dict[str, float]]:
     missing = [c for c in ("Labels", *(m for m, _ in METRICS)) if c not in table.columns]
     if missing:
         raise ValueError(f"{csv_path}: missing columns {missing} (not an nnunet_tcup evaluate results file?)")
-    out: Dict[str, Dict[str, float]] = {}
+    out: dict[str, dict[str, float]] = {}
     for region in REGIONS:
         rows = table[table["Labels"] == region]
         out[region] = {metric: float(rows[metric].mean()) if len(rows) else float("nan") for metric, _ in METRICS}
     return out
 
 
-def per_case_values(csv_path: Path, region: str, metric: str) -> Dict[str, float]:
+def per_case_values(csv_path: Path, region: str, metric: str) -> dict[str, float]:
     """``case -> value`` of one metric for one region from an ``evaluate`` results CSV."""
     import pandas as pd
 
@@ -62,7 +68,7 @@ def _fmt(value: float, metric: str) -> str:
     return f"{value:.1f}" if "HD95" in metric else f"{value:.3f}"
 
 
-def results_table(rows: Sequence[Tuple[str, Dict[str, Dict[str, float]]]]) -> str:
+def results_table(rows: Sequence[tuple[str, dict[str, dict[str, float]]]]) -> str:
     """Markdown table: one row per (model, stage), columns metric x region."""
     header = ["model"] + [f"{label} {region}" for metric, label in METRICS[:2] for region in REGIONS]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -98,16 +104,19 @@ def _normalise(image: np.ndarray) -> np.ndarray:
     return np.clip((image.astype(np.float32) - lo) / max(hi - lo, 1e-6), 0.0, 1.0)
 
 
-def _crop_box(mask_2d: np.ndarray, margin: int = 4) -> Tuple[slice, slice]:
+def _crop_box(mask_2d: np.ndarray, margin: int = 4) -> tuple[slice, slice]:
     ys, xs = np.nonzero(mask_2d)
     if ys.size == 0:
         return slice(None), slice(None)
-    return (slice(max(ys.min() - margin, 0), ys.max() + margin + 1),
-            slice(max(xs.min() - margin, 0), xs.max() + margin + 1))
+    return (
+        slice(max(ys.min() - margin, 0), ys.max() + margin + 1),
+        slice(max(xs.min() - margin, 0), xs.max() + margin + 1),
+    )
 
 
-def draw_overlay(case: str, images: Sequence[np.ndarray], gt: np.ndarray, pred: np.ndarray, out_png: Path,
-                 caption: str = "") -> int:
+def draw_overlay(
+    case: str, images: Sequence[np.ndarray], gt: np.ndarray, pred: np.ndarray, out_png: Path, caption: str = ""
+) -> int:
     """One row: the four modalities, the ground truth and the prediction over T1c, at the slice with the largest
     GT tumour area. Arrays are ``(z, y, x)``; returns the slice index drawn."""
     import matplotlib
@@ -144,7 +153,7 @@ def draw_overlay(case: str, images: Sequence[np.ndarray], gt: np.ndarray, pred: 
     return z
 
 
-def draw_case_overlays(paths: DemoPaths, model: ModelRun, out_dir: Path, max_cases: int = 3) -> List[Path]:
+def draw_case_overlays(paths: DemoPaths, model: ModelRun, out_dir: Path, max_cases: int = 3) -> list[Path]:
     """Overlays of the first ``max_cases`` held-out cases with ``model``'s post-processed predictions."""
     gt_dir = paths.heldout_labels
     pred_dir = paths.predictions(model, postprocessed=True)
@@ -165,7 +174,7 @@ def draw_case_overlays(paths: DemoPaths, model: ModelRun, out_dir: Path, max_cas
     return written
 
 
-def copy_progress_plots(paths: DemoPaths, model: ModelRun, out_dir: Path) -> List[Path]:
+def copy_progress_plots(paths: DemoPaths, model: ModelRun, out_dir: Path) -> list[Path]:
     """Copy nnU-Net's ``progress.png`` of each fold (losses, pseudo Dice, learning rate, epoch times)."""
     written = []
     for fold in paths.settings.folds:
@@ -188,31 +197,45 @@ class ReportInputs:
     device: str
     records: Sequence[StepRecord]
     run_seconds: float
-    commands_env: Dict[str, str] = field(default_factory=dict)
+    commands_env: dict[str, str] = field(default_factory=dict)
     overlay_cases: int = 3
 
 
 def postprocessing_summary(model: ModelRun, pp: dict) -> str:
     """One paragraph on the tuned lesion filter from its postprocessing.json (thresholds, CV Dice)."""
     kw = pp.get("selected", {}).get("kwargs", pp.get("kwargs", {}))
-    text = (f"Post-processing of {model.label}, selected on the cross-validation predictions"
-            f"{' (' + str(pp['n_cases']) + ' cases)' if 'n_cases' in pp else ''}: keep components with more than "
-            f"{kw.get('wt_threshold')} (WT), {kw.get('tc_threshold')} (TC), {kw.get('et_threshold')} (ET) voxels "
-            f"per slice spanning at least {kw.get('min_slices')} slice(s)")
-    if all(float(kw.get(k) or 0) == 0 for k in ("wt_threshold", "tc_threshold", "et_threshold")) and \
-            int(kw.get("min_slices") or 0) <= 1:
+    text = (
+        f"Post-processing of {model.label}, selected on the cross-validation predictions"
+        f"{' (' + str(pp['n_cases']) + ' cases)' if 'n_cases' in pp else ''}: keep components with more than "
+        f"{kw.get('wt_threshold')} (WT), {kw.get('tc_threshold')} (TC), {kw.get('et_threshold')} (ET) voxels "
+        f"per slice spanning at least {kw.get('min_slices')} slice(s)"
+    )
+    if (
+        all(float(kw.get(k) or 0) == 0 for k in ("wt_threshold", "tc_threshold", "et_threshold"))
+        and int(kw.get("min_slices") or 0) <= 1
+    ):
         text += ", i.e. the best filter on these predictions removes nothing"
     text += "."
     if "filter_kept" in pp:
-        text += (" It was " + ("kept" if pp["filter_kept"] else "not kept (an identity post-processing was written)")
-                 + f": {pp.get('decision', '')}.")
-    before, after = pp.get("lesionwise_dice_before"), pp.get("selected", {}).get("lesionwise_dice",
-                                                                                  pp.get("lesionwise_dice_after"))
+        text += (
+            " It was "
+            + ("kept" if pp["filter_kept"] else "not kept (an identity post-processing was written)")
+            + f": {pp.get('decision', '')}."
+        )
+    before, after = (
+        pp.get("lesionwise_dice_before"),
+        pp.get("selected", {}).get("lesionwise_dice", pp.get("lesionwise_dice_after")),
+    )
     if isinstance(before, dict) and isinstance(after, dict):
         regions = [r for r in REGIONS if r in before and r in after]
-        text += (" Cross-validation lesion-wise Dice " + "/".join(regions) + " (in sample): no filter "
-                 + "/".join(f"{before[r]:.3f}" for r in regions) + ", selected filter "
-                 + "/".join(f"{after[r]:.3f}" for r in regions))
+        text += (
+            " Cross-validation lesion-wise Dice "
+            + "/".join(regions)
+            + " (in sample): no filter "
+            + "/".join(f"{before[r]:.3f}" for r in regions)
+            + ", selected filter "
+            + "/".join(f"{after[r]:.3f}" for r in regions)
+        )
         preset = pp.get("paper_preset", {}).get("lesionwise_dice")
         if isinstance(preset, dict) and all(r in preset for r in regions):
             text += " (paper preset: " + "/".join(f"{preset[r]:.3f}" for r in regions) + ")"
@@ -220,7 +243,7 @@ def postprocessing_summary(model: ModelRun, pp: dict) -> str:
     return text
 
 
-def collect_results(paths: DemoPaths, models: Sequence[ModelRun]) -> List[Tuple[str, Dict[str, Dict[str, float]]]]:
+def collect_results(paths: DemoPaths, models: Sequence[ModelRun]) -> list[tuple[str, dict[str, dict[str, float]]]]:
     """(row name, region means) for every model before and after post-processing, from the metrics CSVs."""
     rows = []
     for model in models:
@@ -245,7 +268,7 @@ def write_report(inputs: ReportInputs) -> Path:
     out.mkdir(parents=True, exist_ok=True)
     results = collect_results(paths, inputs.models)
     checks = [check_postprocessing(paths, m) for m in inputs.models]
-    md: List[str] = [
+    md: list[str] = [
         "# nnunet_tcup demo report",
         "",
         f"Generated {datetime.now().isoformat(timespec='seconds')} on {platform.node()} "
@@ -272,55 +295,102 @@ def write_report(inputs: ReportInputs) -> Path:
         if check.tuning is not None:
             md += [postprocessing_summary(check.model, check.tuning), ""]
     if s.shape is not None and min(s.shape) < 155:
-        md += [f"The paper's thresholds count voxels of full-size 1 mm scans (240x240x155); the demo maps that field "
-               f"of view onto {'x'.join(map(str, s.shape))} voxels, so tumours are much smaller here and the paper "
-               f"preset removes most of them. The tuned thresholds adapt to the data.", ""]
-    tables = [(paths.metrics_csv(m, p), f"{m.key} {'after' if p else 'before'} post-processing")
-              for m in inputs.models for p in (False, True) if paths.metrics_csv(m, p).is_file()]
-    md += ["Per case and region (official CSV columns): " + ", ".join(
-        f"[{name}]({_rel(csv, out)})" for csv, name in tables) + ". Summaries (mean, std, median, quartiles): "
-        + ", ".join(f"[{name}]({_rel(csv.with_name(csv.stem + '_summary.csv'), out)})" for csv, name in tables
-                    if csv.with_name(csv.stem + "_summary.csv").is_file()) + ".", ""]
+        md += [
+            f"The paper's thresholds count voxels of full-size 1 mm scans (240x240x155); the demo maps that field "
+            f"of view onto {'x'.join(map(str, s.shape))} voxels, so tumours are much smaller here and the paper "
+            f"preset removes most of them. The tuned thresholds adapt to the data.",
+            "",
+        ]
+    tables = [
+        (paths.metrics_csv(m, p), f"{m.key} {'after' if p else 'before'} post-processing")
+        for m in inputs.models
+        for p in (False, True)
+        if paths.metrics_csv(m, p).is_file()
+    ]
+    md += [
+        "Per case and region (official CSV columns): "
+        + ", ".join(f"[{name}]({_rel(csv, out)})" for csv, name in tables)
+        + ". Summaries (mean, std, median, quartiles): "
+        + ", ".join(
+            f"[{name}]({_rel(csv.with_name(csv.stem + '_summary.csv'), out)})"
+            for csv, name in tables
+            if csv.with_name(csv.stem + "_summary.csv").is_file()
+        )
+        + ".",
+        "",
+    ]
     md += ["## Figures", ""]
     for model in inputs.models:
         for postprocessed in (False, True):
             plot = paths.metrics_plot(model, postprocessed)
             if plot.is_file():
                 stage = "after" if postprocessed else "before"
-                md += [f"Dice / HD95 distributions, {model.label}, {stage} post-processing:", "",
-                       f"![{model.key} {stage}]({_rel(plot, out)})", ""]
-    md += ["### Held-out cases", "",
-           "Axial slice with the largest tumour area: T1n, T1c, T2w, T2-FLAIR, ground truth and post-processed "
-           "prediction over T1c (red NETC, green SNFH, yellow ET).", ""]
+                md += [
+                    f"Dice / HD95 distributions, {model.label}, {stage} post-processing:",
+                    "",
+                    f"![{model.key} {stage}]({_rel(plot, out)})",
+                    "",
+                ]
+    md += [
+        "### Held-out cases",
+        "",
+        "Axial slice with the largest tumour area: T1n, T1c, T2w, T2-FLAIR, ground truth and post-processed "
+        "prediction over T1c (red NETC, green SNFH, yellow ET).",
+        "",
+    ]
     for model in inputs.models:
         for png in draw_case_overlays(paths, model, out / "overlays", inputs.overlay_cases):
             md += [f"![{png.stem}]({_rel(png, out)})", ""]
-    md += ["### Training progress", "",
-           "nnU-Net's progress plots of each fold (losses, including the discriminator's for TCuP-GAN; pseudo "
-           "Dice; learning rate; epoch duration).", ""]
+    md += [
+        "### Training progress",
+        "",
+        "nnU-Net's progress plots of each fold (losses, including the discriminator's for TCuP-GAN; pseudo "
+        "Dice; learning rate; epoch duration).",
+        "",
+    ]
     for model in inputs.models:
         for png in copy_progress_plots(paths, model, out / "progress"):
             md += [f"![{png.stem}]({_rel(png, out)})", ""]
-    md += ["## Steps", "", "Wall time, CPU time (user + system, all processes of the step) and peak memory (largest "
-           "resident set of the step's processes, from getrusage) of each step.", "",
-           "| step | what | wall time | CPU time | peak memory | log |", "|---|---|---|---|---|---|"]
+    md += [
+        "## Steps",
+        "",
+        "Wall time, CPU time (user + system, all processes of the step) and peak memory (largest "
+        "resident set of the step's processes, from getrusage) of each step.",
+        "",
+        "| step | what | wall time | CPU time | peak memory | log |",
+        "|---|---|---|---|---|---|",
+    ]
     for r in inputs.records:
-        md.append(f"| {r.name} | {r.title} | {format_seconds(r.seconds)} | {format_seconds(r.cpu_seconds)} | "
-                  f"{format_bytes(r.peak_rss_bytes)} | [log]({_rel(Path(r.log), out)}) |")
+        md.append(
+            f"| {r.name} | {r.title} | {format_seconds(r.seconds)} | {format_seconds(r.cpu_seconds)} | "
+            f"{format_bytes(r.peak_rss_bytes)} | [log]({_rel(Path(r.log), out)}) |"
+        )
     total = sum(r.seconds for r in inputs.records)
     cpu = sum(r.cpu_seconds for r in inputs.records)
     peak = max((r.peak_rss_bytes for r in inputs.records), default=0)
-    md += ["", f"Total wall time of the steps above: {format_seconds(total)} (CPU {format_seconds(cpu)}; this "
-           f"invocation so far: {format_seconds(inputs.run_seconds)}; {os.cpu_count()} CPU cores). "
-           f"Peak memory: {format_bytes(peak)}.", ""]
-    md += ["## Commands", "",
-           "Every step is a stock `nnUNetv2_*` command or an `nnunet_tcup` subcommand; their environment:", "",
-           "```bash"]
+    md += [
+        "",
+        f"Total wall time of the steps above: {format_seconds(total)} (CPU {format_seconds(cpu)}; this "
+        f"invocation so far: {format_seconds(inputs.run_seconds)}; {os.cpu_count()} CPU cores). "
+        f"Peak memory: {format_bytes(peak)}.",
+        "",
+    ]
+    md += [
+        "## Commands",
+        "",
+        "Every step is a stock `nnUNetv2_*` command or an `nnunet_tcup` subcommand; their environment:",
+        "",
+        "```bash",
+    ]
     md += [f"export {k}={v}" for k, v in inputs.commands_env.items()]
     md += [r.command for r in inputs.records if not r.command.startswith("python:")]
     md += ["```", ""]
-    md += [f"BraTS submission files (post-processed predictions in 2023 labels): "
-           + ", ".join(f"`{_rel(paths.submission(m), out)}`" for m in inputs.models) + ".", ""]
+    md += [
+        "BraTS submission files (post-processed predictions in 2023 labels): "
+        + ", ".join(f"`{_rel(paths.submission(m), out)}`" for m in inputs.models)
+        + ".",
+        "",
+    ]
     target = out / "report.md"
     with atomic_output(target) as tmp:
         tmp.write_text("\n".join(md))

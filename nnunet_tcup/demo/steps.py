@@ -5,138 +5,49 @@ synth (training and held-out cases) -> convert -> nnUNetv2_plan_and_preprocess -
 predictions) -> nnUNetv2_apply_postprocessing -> nnunet_tcup evaluate (before and after post-processing)
 -> nnunet_tcup export -> report. With a baseline, the training-to-export part is repeated for stock nnU-Net.
 """
+
 from __future__ import annotations
 
-import math
 import os
 import shutil
-import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
 
-from nnunet_tcup.demo.config import DemoSettings, TrainingBudget
+from nnunet_tcup.demo.config import TrainingBudget
+from nnunet_tcup.demo.layout import (
+    DA_VARIABLE,
+    DEMO_SHIM_DIR,
+    NNUNET_PATH_VARIABLES,
+    DemoPaths,
+    ModelRun,
+    baseline_budget,
+    command_path,
+    models_for,
+)
 from nnunet_tcup.demo.pipeline import ProgressSpec, Step
 from nnunet_tcup.io_utils import atomic_output
 
-DEMO_SHIM_DIR = Path(__file__).resolve().parent / "nnunet_ext"
-NNUNET_PATH_VARIABLES = ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results")
-DA_VARIABLE = "nnUNet_n_proc_DA"
+__all__ = [  # the layout names are re-exported: callers import them from here
+    "DA_VARIABLE",
+    "DEMO_SHIM_DIR",
+    "NNUNET_PATH_VARIABLES",
+    "DemoPaths",
+    "ModelRun",
+    "baseline_budget",
+    "build_steps",
+    "collect_heldout_labels",
+    "command_path",
+    "da_workers",
+    "model_steps",
+    "models_for",
+    "subprocess_environment",
+    "training_environment",
+]
 
 
-def command_path(name: str) -> str:
-    """A console script next to the running interpreter (the same environment), else the bare name for PATH."""
-    candidate = Path(sys.executable).parent / name
-    return str(candidate) if candidate.exists() else name
-
-
-@dataclass(frozen=True)
-class ModelRun:
-    """One trained model of the demo: ``key`` names its folders and steps, ``label`` is shown in the report."""
-
-    key: str
-    label: str
-    trainer: str
-    budget: Optional[TrainingBudget] = None  # None: the settings' budget (set for all subprocesses)
-
-
-@dataclass(frozen=True)
-class DemoPaths:
-    """Where everything lives. nnU-Net's three folders are inside the work dir unless ``nnunet_dirs`` is given."""
-
-    work_dir: Path
-    settings: DemoSettings
-    nnunet_dirs: Optional[Mapping[str, str]] = None
-
-    def nnunet_dir(self, variable: str) -> Path:
-        if self.nnunet_dirs is not None:
-            return Path(self.nnunet_dirs[variable])
-        return self.work_dir / variable
-
-    @property
-    def brats_train(self) -> Path:
-        return self.work_dir / "brats" / "train"
-
-    @property
-    def brats_heldout(self) -> Path:
-        return self.work_dir / "brats" / "heldout"
-
-    @property
-    def raw_dataset(self) -> Path:
-        return self.nnunet_dir("nnUNet_raw") / self.settings.dataset_name
-
-    @property
-    def images_test(self) -> Path:
-        return self.raw_dataset / "imagesTs"
-
-    @property
-    def preprocessed_dataset(self) -> Path:
-        return self.nnunet_dir("nnUNet_preprocessed") / self.settings.dataset_name
-
-    @property
-    def plans_file(self) -> Path:
-        return self.preprocessed_dataset / f"{self.settings.plans}.json"
-
-    @property
-    def heldout_labels(self) -> Path:
-        """Ground truth of the held-out cases, named like nnU-Net's predictions (``CASE.nii.gz``)."""
-        return self.work_dir / "heldout_labels"
-
-    @property
-    def report_dir(self) -> Path:
-        return self.work_dir / "report"
-
-    def results_folder(self, model: ModelRun) -> Path:
-        s = self.settings
-        return (self.nnunet_dir("nnUNet_results") / s.dataset_name
-                / f"{model.trainer}__{s.plans}__{s.configuration}")
-
-    def fold_folder(self, model: ModelRun, fold: int) -> Path:
-        return self.results_folder(model) / f"fold_{fold}"
-
-    def crossval_folder(self, model: ModelRun) -> Path:
-        """Where nnUNetv2_find_best_configuration (and our tuner) put postprocessing.pkl for these folds."""
-        folds = "_".join(str(f) for f in self.settings.folds)
-        return self.results_folder(model) / f"crossval_results_folds_{folds}"
-
-    def postprocessing_pkl(self, model: ModelRun) -> Path:
-        return self.crossval_folder(model) / "postprocessing.pkl"
-
-    def predictions(self, model: ModelRun, postprocessed: bool) -> Path:
-        return self.work_dir / "predictions" / model.key / ("postprocessed" if postprocessed else "raw")
-
-    def submission(self, model: ModelRun) -> Path:
-        return self.work_dir / "submission" / model.key
-
-    def metrics_csv(self, model: ModelRun, postprocessed: bool) -> Path:
-        return self.report_dir / f"metrics_{model.key}_{'after' if postprocessed else 'before'}_pp.csv"
-
-    def metrics_plot(self, model: ModelRun, postprocessed: bool) -> Path:
-        return self.metrics_csv(model, postprocessed).with_suffix(".png")
-
-
-def models_for(settings: DemoSettings, baseline: bool) -> List[ModelRun]:
-    """TCuP-GAN, and stock nnU-Net with the same training budget when ``baseline``."""
-    models = [ModelRun("tcupgan", "TCuP-GAN", settings.trainer)]
-    if baseline:
-        models.append(ModelRun("baseline", "stock nnU-Net", settings.baseline_trainer,
-                               budget=baseline_budget(settings)))
-    return models
-
-
-def baseline_budget(settings: DemoSettings) -> TrainingBudget:
-    """The stock trainer's budget: the demo budget, or in full mode TCuP-GAN's own schedule (30 epochs of one pass
-    over a fold's training cases at the batch size 2 that nnU-Net plans for full-size BraTS)."""
-    if settings.budget is not None:
-        return settings.budget
-    n_train = settings.train_cases - settings.train_cases // 5  # nnU-Net's 5-fold split
-    n_val = settings.train_cases // 5
-    return TrainingBudget(epochs=30, iterations=max(1, math.ceil(n_train / 2)),
-                          val_iterations=max(1, min(50, math.ceil(n_val / 2))))
-
-
-def subprocess_environment(paths: DemoPaths, device: str, num_processes: int,
-                           base: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+def subprocess_environment(
+    paths: DemoPaths, device: str, num_processes: int, base: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """Environment of the demo's subprocesses: nnU-Net folders, the demo trainers' shim and budget, CPU settings.
 
     The user's own environment is not modified; variables the user already set for CPU threads or torch.compile
@@ -166,8 +77,9 @@ def subprocess_environment(paths: DemoPaths, device: str, num_processes: int,
     return env
 
 
-def da_workers(step_kind: str, device: str, num_processes: int,
-               inherited: Optional[Mapping[str, str]] = None) -> Dict[str, str]:
+def da_workers(
+    step_kind: str, device: str, num_processes: int, inherited: Mapping[str, str] | None = None
+) -> dict[str, str]:
     """The ``nnUNet_n_proc_DA`` a step gets (as an env dict; empty: let nnU-Net choose), whatever was inherited.
 
     ``plan``: ``num_processes`` (>= 1; nnU-Net's planner calls ``torch.set_num_threads`` with it, 0 crashes it).
@@ -184,57 +96,130 @@ def da_workers(step_kind: str, device: str, num_processes: int,
     return {DA_VARIABLE: value} if value.isdigit() and int(value) >= 1 else {}
 
 
-def training_environment(device: str, budget: Optional[TrainingBudget], num_processes: int = 1) -> Dict[str, str]:
+def training_environment(device: str, budget: TrainingBudget | None, num_processes: int = 1) -> dict[str, str]:
     """Extra variables of a training step: its budget and its data-augmentation workers (:func:`da_workers`)."""
     env = budget.as_environment() if budget is not None else {}
     env.update(da_workers("train", device, num_processes))
     return env
 
 
-def _train_progress(budget: Optional[TrainingBudget]) -> Optional[ProgressSpec]:
+def _train_progress(budget: TrainingBudget | None) -> ProgressSpec | None:
     epochs = budget.epochs if budget is not None else 30  # nnUNetTrainerTCuPGAN: the paper's 30 epochs
-    return ProgressSpec(pattern=r": Epoch \d+\s*$", total=epochs, unit="epoch",
-                        echo=r": (Epoch \d+\s*$|train_loss|val_loss|Pseudo dice|Epoch time|generator adversarial loss)")
+    return ProgressSpec(
+        pattern=r": Epoch \d+\s*$",
+        total=epochs,
+        unit="epoch",
+        echo=r": (Epoch \d+\s*$|train_loss|val_loss|Pseudo dice|Epoch time|generator adversarial loss)",
+    )
 
 
-def build_steps(paths: DemoPaths, device: str, baseline: bool, num_processes: int,
-                report_action) -> List[Step]:
+def build_steps(paths: DemoPaths, device: str, baseline: bool, num_processes: int, report_action) -> list[Step]:
     """All steps of a demo run, in order. ``report_action`` is the callable that writes the report."""
     s = paths.settings
     nnunet_tcup = command_path("nnunet_tcup")
     shape = [] if s.shape is None else ["--shape", *map(str, s.shape)]
     np_ = str(num_processes)
-    steps: List[Step] = [
-        Step("synth_train", f"synthesise {s.train_cases} {s.challenge}-like training cases",
-             command=[nnunet_tcup, "synth", paths.brats_train, "--challenge", s.challenge,
-                      "--cases", s.train_cases, "--seed", s.seed, "--num-workers", np_, *shape],
-             outputs=[paths.brats_train]),
-        Step("synth_heldout", f"synthesise {s.test_cases} held-out cases",
-             command=[nnunet_tcup, "synth", paths.brats_heldout, "--challenge", s.challenge,
-                      "--cases", s.test_cases, "--seed", s.seed + 1, "--start-index", s.train_cases + 1,
-                      "--num-workers", np_, *shape],
-             outputs=[paths.brats_heldout]),
-        Step("convert", f"convert to nnU-Net's raw format ({s.dataset_name})",
-             command=[nnunet_tcup, "convert", "--challenge", s.challenge, "--dataset-id", s.dataset_id,
-                      "--train", paths.brats_train, "--test", paths.brats_heldout, "--num-workers", np_,
-                      "--no-progress"],
-             outputs=[paths.raw_dataset / "dataset.json", paths.images_test]),
-        Step("heldout_labels", "collect the held-out ground truth for evaluation",
-             action=lambda: collect_heldout_labels(paths.images_test, paths.brats_heldout, paths.heldout_labels),
-             outputs=[paths.heldout_labels]),
-        Step("plan_and_preprocess", "nnU-Net fingerprint, plans and preprocessing (3d_fullres)",
-             command=[command_path("nnUNetv2_plan_and_preprocess"), "-d", s.dataset_id, "-c", s.configuration,
-                      "-np", np_, "-npfp", np_, "--verify_dataset_integrity"],
-             outputs=[paths.plans_file], env=da_workers("plan", device, num_processes)),
+    steps: list[Step] = [
+        Step(
+            "synth_train",
+            f"synthesise {s.train_cases} {s.challenge}-like training cases",
+            command=[
+                nnunet_tcup,
+                "synth",
+                paths.brats_train,
+                "--challenge",
+                s.challenge,
+                "--cases",
+                s.train_cases,
+                "--seed",
+                s.seed,
+                "--num-workers",
+                np_,
+                *shape,
+            ],
+            outputs=[paths.brats_train],
+        ),
+        Step(
+            "synth_heldout",
+            f"synthesise {s.test_cases} held-out cases",
+            command=[
+                nnunet_tcup,
+                "synth",
+                paths.brats_heldout,
+                "--challenge",
+                s.challenge,
+                "--cases",
+                s.test_cases,
+                "--seed",
+                s.seed + 1,
+                "--start-index",
+                s.train_cases + 1,
+                "--num-workers",
+                np_,
+                *shape,
+            ],
+            outputs=[paths.brats_heldout],
+        ),
+        Step(
+            "convert",
+            f"convert to nnU-Net's raw format ({s.dataset_name})",
+            command=[
+                nnunet_tcup,
+                "convert",
+                "--challenge",
+                s.challenge,
+                "--dataset-id",
+                s.dataset_id,
+                "--train",
+                paths.brats_train,
+                "--test",
+                paths.brats_heldout,
+                "--num-workers",
+                np_,
+                "--no-progress",
+            ],
+            outputs=[paths.raw_dataset / "dataset.json", paths.images_test],
+        ),
+        Step(
+            "heldout_labels",
+            "collect the held-out ground truth for evaluation",
+            action=lambda: collect_heldout_labels(paths.images_test, paths.brats_heldout, paths.heldout_labels),
+            outputs=[paths.heldout_labels],
+        ),
+        Step(
+            "plan_and_preprocess",
+            "nnU-Net fingerprint, plans and preprocessing (3d_fullres)",
+            command=[
+                command_path("nnUNetv2_plan_and_preprocess"),
+                "-d",
+                s.dataset_id,
+                "-c",
+                s.configuration,
+                "-np",
+                np_,
+                "-npfp",
+                np_,
+                "--verify_dataset_integrity",
+            ],
+            outputs=[paths.plans_file],
+            env=da_workers("plan", device, num_processes),
+        ),
     ]
     for model in models_for(s, baseline):
         steps.extend(model_steps(paths, model, device, num_processes))
-    steps.append(Step("report", "write the report (tables, figures, overlays)", action=report_action,
-                      outputs=[paths.report_dir / "report.md"], always_run=True))
+    steps.append(
+        Step(
+            "report",
+            "write the report (tables, figures, overlays)",
+            action=report_action,
+            outputs=[paths.report_dir / "report.md"],
+            always_run=True,
+        )
+    )
     return steps
 
 
-def model_steps(paths: DemoPaths, model: ModelRun, device: str, num_processes: int) -> List[Step]:
+def model_steps(paths: DemoPaths, model: ModelRun, device: str, num_processes: int) -> list[Step]:
     """Train every fold, predict the held-out cases with the fold ensemble, tune and apply post-processing,
     evaluate before and after it, and export BraTS submission files."""
     s = paths.settings
@@ -243,44 +228,148 @@ def model_steps(paths: DemoPaths, model: ModelRun, device: str, num_processes: i
     np_ = str(num_processes)
     raw, pp = paths.predictions(model, False), paths.predictions(model, True)
     steps = [
-        Step(f"train_{model.key}_fold{fold}", f"train {model.label} ({model.trainer}), fold {fold}",
-             command=[command_path("nnUNetv2_train"), s.dataset_id, s.configuration, fold, "-tr", model.trainer,
-                      "-p", s.plans, "-device", device, "--c"],
-             outputs=[paths.fold_folder(model, fold) / "checkpoint_final.pth",
-                      paths.fold_folder(model, fold) / "progress.png"],
-             progress=_train_progress(model.budget or s.budget),
-             env=training_environment(device, model.budget, num_processes))
+        Step(
+            f"train_{model.key}_fold{fold}",
+            f"train {model.label} ({model.trainer}), fold {fold}",
+            command=[
+                command_path("nnUNetv2_train"),
+                s.dataset_id,
+                s.configuration,
+                fold,
+                "-tr",
+                model.trainer,
+                "-p",
+                s.plans,
+                "-device",
+                device,
+                "--c",
+            ],
+            outputs=[
+                paths.fold_folder(model, fold) / "checkpoint_final.pth",
+                paths.fold_folder(model, fold) / "progress.png",
+            ],
+            progress=_train_progress(model.budget or s.budget),
+            env=training_environment(device, model.budget, num_processes),
+        )
         for fold in s.folds
     ]
     steps += [
-        Step(f"predict_{model.key}", f"predict the held-out cases with the ensemble of folds {' '.join(folds)}",
-             command=[command_path("nnUNetv2_predict"), "-i", paths.images_test, "-o", raw, "-d", s.dataset_id,
-                      "-c", s.configuration, "-tr", model.trainer, "-p", s.plans, "-f", *folds,
-                      "-device", device, "-npp", "1", "-nps", "1", "--disable_progress_bar"],
-             outputs=[raw],
-             progress=ProgressSpec(pattern=r"^Predicting ", total=s.test_cases, unit="case")),
-        Step(f"postprocess_tune_{model.key}", "tune the lesion filter on the cross-validation predictions",
-             command=[nnunet_tcup, "postprocess", "tune", "-d", s.dataset_id, "-tr", model.trainer,
-                      "-p", s.plans, "-c", s.configuration, "-f", *folds, "--challenge", s.challenge,
-                      "--num-workers", np_],
-             outputs=[paths.postprocessing_pkl(model)]),
-        Step(f"postprocess_apply_{model.key}", "apply it with nnUNetv2_apply_postprocessing",
-             command=[command_path("nnUNetv2_apply_postprocessing"), "-i", raw, "-o", pp,
-                      "-pp_pkl_file", paths.postprocessing_pkl(model), "-np", np_],
-             outputs=[pp]),
+        Step(
+            f"predict_{model.key}",
+            f"predict the held-out cases with the ensemble of folds {' '.join(folds)}",
+            command=[
+                command_path("nnUNetv2_predict"),
+                "-i",
+                paths.images_test,
+                "-o",
+                raw,
+                "-d",
+                s.dataset_id,
+                "-c",
+                s.configuration,
+                "-tr",
+                model.trainer,
+                "-p",
+                s.plans,
+                "-f",
+                *folds,
+                "-device",
+                device,
+                "-npp",
+                "1",
+                "-nps",
+                "1",
+                "--disable_progress_bar",
+            ],
+            outputs=[raw],
+            progress=ProgressSpec(pattern=r"^Predicting ", total=s.test_cases, unit="case"),
+        ),
+        Step(
+            f"postprocess_tune_{model.key}",
+            "tune the lesion filter on the cross-validation predictions",
+            command=[
+                nnunet_tcup,
+                "postprocess",
+                "tune",
+                "-d",
+                s.dataset_id,
+                "-tr",
+                model.trainer,
+                "-p",
+                s.plans,
+                "-c",
+                s.configuration,
+                "-f",
+                *folds,
+                "--challenge",
+                s.challenge,
+                "--num-workers",
+                np_,
+            ],
+            outputs=[paths.postprocessing_pkl(model)],
+        ),
+        Step(
+            f"postprocess_apply_{model.key}",
+            "apply it with nnUNetv2_apply_postprocessing",
+            command=[
+                command_path("nnUNetv2_apply_postprocessing"),
+                "-i",
+                raw,
+                "-o",
+                pp,
+                "-pp_pkl_file",
+                paths.postprocessing_pkl(model),
+                "-np",
+                np_,
+            ],
+            outputs=[pp],
+        ),
     ]
     for postprocessed, pred in ((False, raw), (True, pp)):
         when = "after" if postprocessed else "before"
-        steps.append(Step(
-            f"evaluate_{model.key}_{when}_pp", f"lesion-wise evaluation {when} post-processing",
-            command=[nnunet_tcup, "evaluate", "--gt", paths.heldout_labels, "--pred", pred,
-                     "--challenge", s.challenge, "-o", paths.metrics_csv(model, postprocessed),
-                     "--plot", paths.metrics_plot(model, postprocessed), "--num-workers", np_],
-            outputs=[paths.metrics_csv(model, postprocessed), paths.metrics_plot(model, postprocessed)]))
-    steps.append(Step(f"export_{model.key}", "export BraTS submission files",
-                      command=[nnunet_tcup, "export", pp, paths.submission(model), "--challenge", s.challenge,
-                               "--source", paths.brats_heldout, "--num-workers", np_, "--no-progress"],
-                      outputs=[paths.submission(model)]))
+        steps.append(
+            Step(
+                f"evaluate_{model.key}_{when}_pp",
+                f"lesion-wise evaluation {when} post-processing",
+                command=[
+                    nnunet_tcup,
+                    "evaluate",
+                    "--gt",
+                    paths.heldout_labels,
+                    "--pred",
+                    pred,
+                    "--challenge",
+                    s.challenge,
+                    "-o",
+                    paths.metrics_csv(model, postprocessed),
+                    "--plot",
+                    paths.metrics_plot(model, postprocessed),
+                    "--num-workers",
+                    np_,
+                ],
+                outputs=[paths.metrics_csv(model, postprocessed), paths.metrics_plot(model, postprocessed)],
+            )
+        )
+    steps.append(
+        Step(
+            f"export_{model.key}",
+            "export BraTS submission files",
+            command=[
+                nnunet_tcup,
+                "export",
+                pp,
+                paths.submission(model),
+                "--challenge",
+                s.challenge,
+                "--source",
+                paths.brats_heldout,
+                "--num-workers",
+                np_,
+                "--no-progress",
+            ],
+            outputs=[paths.submission(model)],
+        )
+    )
     return steps
 
 

@@ -8,6 +8,7 @@ All or nothing: every case is filtered into a hidden partial file next to its ta
 has succeeded are the partial files renamed into place. On any failure the partial files are removed (and the
 output folder too if this call created it), so a failed run leaves no outputs.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -67,8 +68,14 @@ def _stage_job(job: tuple[Path, Path, FilterParameters]) -> None:
     _write_label_image(filtered, geometry, staged)
 
 
-def apply_to_folder(input_folder: Path, output_folder: Path, params: FilterParameters, num_workers: int | None = None,
-                    overwrite: bool = False, progress: bool = True) -> list[Path]:
+def apply_to_folder(
+    input_folder: Path,
+    output_folder: Path,
+    params: FilterParameters,
+    num_workers: int | None = None,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> list[Path]:
     """Filter every ``*.nii.gz`` of ``input_folder`` into ``output_folder``, all or nothing; return the written files.
 
     Refuses (FileExistsError) to write over existing outputs unless ``overwrite``; refuses the input folder as
@@ -88,8 +95,10 @@ def apply_to_folder(input_folder: Path, output_folder: Path, params: FilterParam
     targets = [output_folder / f"{n}.nii.gz" for n in names]
     existing = [t for t in targets if t.exists()]
     if existing and not overwrite:
-        raise FileExistsError(f"{output_folder}: {len(existing)} output file(s) exist already (e.g. "
-                              f"{existing[0].name}); use --overwrite or another output folder")
+        raise FileExistsError(
+            f"{output_folder}: {len(existing)} output file(s) exist already (e.g. "
+            f"{existing[0].name}); use --overwrite or another output folder"
+        )
     created = not output_folder.exists()
     output_folder.mkdir(parents=True, exist_ok=True)
     remove_stale_partials(output_folder)
@@ -116,5 +125,7 @@ def describe(params: FilterParameters, challenge: str | None = None) -> str:
     head = f"{challenge}: " if challenge else ""
     if params.is_identity:
         return f"{head}no filter (identity: every component kept)"
-    return (f"{head}A_WT > {params.wt_threshold:g}, A_TC > {params.tc_threshold:g}, A_ET > {params.et_threshold:g} "
-            f"voxels per slice, at least {params.min_slices} slices")
+    return (
+        f"{head}A_WT > {params.wt_threshold:g}, A_TC > {params.tc_threshold:g}, A_ET > {params.et_threshold:g} "
+        f"voxels per slice, at least {params.min_slices} slices"
+    )

@@ -21,33 +21,39 @@ candidates at once).
 The GT lesions, their ROIs and the component labelling are those of :mod:`nnunet_tcup.evaluation.lesionwise`
 (official BraTS 2023 algorithm, DESIGN.md section 4).
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from nnunet_tcup.postprocessing.lesion_filter import (
-    FILTER_REGIONS, FilterParameters, check_label_map, component_sizes, keep_components, label_components,
+    FILTER_REGIONS,
+    FilterParameters,
+    check_label_map,
+    component_sizes,
+    keep_components,
+    label_components,
     region_mask,
 )
 
-REGION_NAMES: Tuple[str, ...] = tuple(r for r, _, _ in FILTER_REGIONS)
-PARENT_REGION: Dict[str, Optional[str]] = {"WT": None, "TC": "WT", "ET": "TC"}
+REGION_NAMES: tuple[str, ...] = tuple(r for r, _, _ in FILTER_REGIONS)
+PARENT_REGION: dict[str, str | None] = {"WT": None, "TC": "WT", "ET": "TC"}
 
 
 @dataclass
 class RegionCache:
     """Cached statistics of one region of one case. Component indices are 0-based (component label - 1)."""
 
-    voxels: np.ndarray            # (n,) voxel count per predicted component
-    slices: np.ndarray            # (n,) z slices occupied per predicted component
-    parent: np.ndarray            # (n,) index of the enclosing component of the parent region, -1 for WT
-    lesion_voxels: np.ndarray     # (L,) voxel count per GT lesion (merged GT components)
-    lesion_scored: np.ndarray     # (L,) bool: lesion volume above the evaluation's threshold
-    overlap_pairs: np.ndarray     # (P, 3) int64 rows (component, lesion, overlapping voxels), overlap > 0
-    touch_pairs: np.ndarray       # (T, 2) int64 rows (component, lesion): component touches the lesion's ROI
+    voxels: np.ndarray  # (n,) voxel count per predicted component
+    slices: np.ndarray  # (n,) z slices occupied per predicted component
+    parent: np.ndarray  # (n,) index of the enclosing component of the parent region, -1 for WT
+    lesion_voxels: np.ndarray  # (L,) voxel count per GT lesion (merged GT components)
+    lesion_scored: np.ndarray  # (L,) bool: lesion volume above the evaluation's threshold
+    overlap_pairs: np.ndarray  # (P, 3) int64 rows (component, lesion, overlapping voxels), overlap > 0
+    touch_pairs: np.ndarray  # (T, 2) int64 rows (component, lesion): component touches the lesion's ROI
 
     @property
     def n_components(self) -> int:
@@ -70,12 +76,13 @@ class CaseCache:
     """Everything needed to score any filter setting on one case: one :class:`RegionCache` per WT, TC, ET."""
 
     name: str
-    regions: Dict[str, RegionCache] = field(default_factory=dict)
+    regions: dict[str, RegionCache] = field(default_factory=dict)
 
 
 # ----------------------------------------------------------------------------------------------- cache building
-def _evaluation_parameters(challenge: Optional[str], dilation_iterations: Optional[int],
-                           volume_threshold_mm3: Optional[float]) -> Tuple[int, float]:
+def _evaluation_parameters(
+    challenge: str | None, dilation_iterations: int | None, volume_threshold_mm3: float | None
+) -> tuple[int, float]:
     """(dilation iterations, volume threshold mm^3) exactly as the evaluation resolves them."""
     from nnunet_tcup.evaluation.lesionwise import resolve_parameters
 
@@ -94,8 +101,15 @@ def _parent_index(child_components: np.ndarray, parent_components: np.ndarray, n
     return out[1:]
 
 
-def _region_cache(pred_components: np.ndarray, n_pred: int, parent: np.ndarray, gt_mask: np.ndarray,
-                  spacing: Sequence[float], dilation_iterations: int, volume_threshold_mm3: float) -> RegionCache:
+def _region_cache(
+    pred_components: np.ndarray,
+    n_pred: int,
+    parent: np.ndarray,
+    gt_mask: np.ndarray,
+    spacing: Sequence[float],
+    dilation_iterations: int,
+    volume_threshold_mm3: float,
+) -> RegionCache:
     """Cache one region with the evaluation's own primitives (lesion merging, ROI matching, overlaps, volumes).
 
     The GT work happens in the GT bounding box grown by ``dilation_iterations + 1`` voxels: the merge dilation and
@@ -116,19 +130,33 @@ def _region_cache(pred_components: np.ndarray, n_pred: int, parent: np.ndarray, 
         lesion_voxels = lw.voxel_counts(lesions, n_lesions)[1:]
         counts = lw.overlap_counts(lesions, pred_crop)  # rows (lesion id, component id, voxels)
         overlap = np.stack([counts[:, 1] - 1, counts[:, 0] - 1, counts[:, 2]], axis=1).astype(np.int64)
-        matching = lw.match_lesions(lesions, pred_crop, dilation_iterations, num_lesions=n_lesions,
-                                    num_components=n_pred)
-        touch = np.array([(c - 1, les) for les, comps in enumerate(matching.matches) for c in comps],
-                         dtype=np.int64).reshape(-1, 2)
-    scored = np.array([lw.voxel_volume_mm3(int(v), spacing) > volume_threshold_mm3 for v in lesion_voxels],
-                      dtype=bool)
-    return RegionCache(voxels=voxels[1:], slices=slices[1:], parent=parent, lesion_voxels=lesion_voxels,
-                       lesion_scored=scored, overlap_pairs=overlap, touch_pairs=touch)
+        matching = lw.match_lesions(
+            lesions, pred_crop, dilation_iterations, num_lesions=n_lesions, num_components=n_pred
+        )
+        touch = np.array(
+            [(c - 1, les) for les, comps in enumerate(matching.matches) for c in comps], dtype=np.int64
+        ).reshape(-1, 2)
+    scored = np.array([lw.voxel_volume_mm3(int(v), spacing) > volume_threshold_mm3 for v in lesion_voxels], dtype=bool)
+    return RegionCache(
+        voxels=voxels[1:],
+        slices=slices[1:],
+        parent=parent,
+        lesion_voxels=lesion_voxels,
+        lesion_scored=scored,
+        overlap_pairs=overlap,
+        touch_pairs=touch,
+    )
 
 
-def build_case_cache(gt: np.ndarray, pred: np.ndarray, spacing: Sequence[float], challenge: Optional[str] = None,
-                     dilation_iterations: Optional[int] = None, volume_threshold_mm3: Optional[float] = None,
-                     name: str = "case") -> CaseCache:
+def build_case_cache(
+    gt: np.ndarray,
+    pred: np.ndarray,
+    spacing: Sequence[float],
+    challenge: str | None = None,
+    dilation_iterations: int | None = None,
+    volume_threshold_mm3: float | None = None,
+    name: str = "case",
+) -> CaseCache:
     """Cache one case: ``gt`` and unfiltered ``pred`` label maps ``(z, y, x)`` (labels 0-3), ``spacing`` ``(z, y, x)``
     in mm (the prediction's, as in the evaluation), evaluation parameters from ``challenge`` or given explicitly."""
     d, vol_thr = _evaluation_parameters(challenge, dilation_iterations, volume_threshold_mm3)
@@ -144,16 +172,17 @@ def build_case_cache(gt: np.ndarray, pred: np.ndarray, spacing: Sequence[float],
             parent = np.full(n, -1, dtype=np.int64)
         else:
             parent = _parent_index(components, previous_components, n)
-        cache.regions[region] = _region_cache(components, n, parent, region_mask(gt, region_labels), spacing, d,
-                                              vol_thr)
+        cache.regions[region] = _region_cache(
+            components, n, parent, region_mask(gt, region_labels), spacing, d, vol_thr
+        )
         previous_components = components
     return cache
 
 
 # ----------------------------------------------------------------------------------------------- scoring
-def keep_masks(case: CaseCache, params: FilterParameters) -> Dict[str, np.ndarray]:
+def keep_masks(case: CaseCache, params: FilterParameters) -> dict[str, np.ndarray]:
     """Per region, which unfiltered predicted components survive the filter ``params`` (bool per component)."""
-    keep: Dict[str, np.ndarray] = {}
+    keep: dict[str, np.ndarray] = {}
     for region in REGION_NAMES:
         rc = case.regions[region]
         own = keep_components(rc.voxels, rc.slices, params.threshold(region), params.min_slices)
@@ -164,7 +193,7 @@ def keep_masks(case: CaseCache, params: FilterParameters) -> Dict[str, np.ndarra
     return keep
 
 
-def region_lesionwise_dice(rc: RegionCache, keep: np.ndarray) -> Dict[str, float]:
+def region_lesionwise_dice(rc: RegionCache, keep: np.ndarray) -> dict[str, float]:
     """Lesion-wise Dice of one region given the kept components, with the counts it is made of.
 
     Uses the evaluation's own arithmetic (``dice_from_counts``, ``lesionwise_scores``): per lesion
@@ -186,7 +215,7 @@ def region_lesionwise_dice(rc: RegionCache, keep: np.ndarray) -> Dict[str, float
     return {"LesionWise_Score_Dice": score, "n_scored": int(rc.lesion_scored.sum()), "n_fp": n_fp}
 
 
-def score_case(case: CaseCache, params: Optional[FilterParameters]) -> Dict[str, float]:
+def score_case(case: CaseCache, params: FilterParameters | None) -> dict[str, float]:
     """Lesion-wise Dice per region (WT, TC, ET) of ``case`` after the filter ``params`` (None: unfiltered)."""
     if params is None:
         keep = {r: np.ones(case.regions[r].n_components, dtype=bool) for r in REGION_NAMES}
@@ -249,13 +278,17 @@ class CandidateScorer:
         overlap = sp.csr_matrix((cat(op_vals).astype(np.float64), (cat(op_rows), cat(op_cols))), shape=shape)
         touch = sp.csr_matrix((cat(tp_vals).astype(np.float64), (cat(tp_rows), cat(tp_cols))), shape=shape)
         fp = ~cat(touches_any)
-        fp_case = sp.csr_matrix((np.ones(int(fp.sum())), (np.flatnonzero(fp), cat(comp_case)[fp])),
-                                shape=(c_off, n_cases))
+        fp_case = sp.csr_matrix(
+            (np.ones(int(fp.sum())), (np.flatnonzero(fp), cat(comp_case)[fp])), shape=(c_off, n_cases)
+        )
         scored_idx = np.flatnonzero(scored)
-        comp_voxels = sp.csr_matrix((voxels.astype(np.float64), (np.arange(c_off), cat(comp_case))),
-                                    shape=(c_off, n_cases))
-        lesion_case_m = sp.csr_matrix((np.ones(scored_idx.size), (np.arange(scored_idx.size), lesion_case[scored_idx])),
-                                      shape=(scored_idx.size, n_cases))
+        comp_voxels = sp.csr_matrix(
+            (voxels.astype(np.float64), (np.arange(c_off), cat(comp_case))), shape=(c_off, n_cases)
+        )
+        lesion_case_m = sp.csr_matrix(
+            (np.ones(scored_idx.size), (np.arange(scored_idx.size), lesion_case[scored_idx])),
+            shape=(scored_idx.size, n_cases),
+        )
         # transposed (rows: lesions or cases) so that products with (components, candidates) keep matrices are cheap
         return {
             "comp_voxels_T": comp_voxels.T.tocsr(),
@@ -270,15 +303,17 @@ class CandidateScorer:
             "fp_case_T": fp_case.T.tocsr(),
         }
 
-    def keep_columns(self, candidates: np.ndarray, upto: str = "ET") -> Dict[str, np.ndarray]:
+    def keep_columns(self, candidates: np.ndarray, upto: str = "ET") -> dict[str, np.ndarray]:
         """Per region (WT, TC, ET, stopping after ``upto``), ``(n_components, C)`` bool: component kept under each
         candidate row ``(A_WT, A_TC, A_ET, min_slices)`` (its own rule and its parent's). Components are rows so
         that the sparse products below read the matrix in memory order (no copies)."""
         candidates = np.asarray(candidates, dtype=np.float64).reshape(-1, 4)
-        keep: Dict[str, np.ndarray] = {}
+        keep: dict[str, np.ndarray] = {}
         for col, region in enumerate(REGION_NAMES):
             data = self._regions[region]
-            own = (data["area"][:, None] > candidates[None, :, col]) & (data["slices"][:, None] >= candidates[None, :, 3])
+            own = (data["area"][:, None] > candidates[None, :, col]) & (
+                data["slices"][:, None] >= candidates[None, :, 3]
+            )
             parent_region = PARENT_REGION[region]
             if parent_region is not None and own.shape[0]:
                 own &= keep[parent_region][data["parent"], :]
@@ -291,7 +326,7 @@ class CandidateScorer:
         """(C, n) bool: component kept under each candidate row ``(A_WT, A_TC, A_ET, min_slices)``."""
         return self.keep_columns(candidates, region)[region].T
 
-    def _chunks(self, candidates: np.ndarray, max_cells: int) -> List[slice]:
+    def _chunks(self, candidates: np.ndarray, max_cells: int) -> list[slice]:
         """Slices of candidate rows such that a keep matrix of every region holds at most ``max_cells`` entries."""
         n_comp = max(max(len(self._regions[r]["area"]) for r in REGION_NAMES), 1)
         step = int(max(1, min(candidates.shape[0], max_cells // n_comp)))
@@ -330,10 +365,10 @@ class CandidateScorer:
     def _region_case_scores(self, region: str, candidates: np.ndarray) -> np.ndarray:
         data = self._regions[region]
         keep = self.keep_columns(candidates, region)[region].astype(np.float64)  # (n_comp, C)
-        inter = data["overlap_T"].dot(keep)            # (L, C) exact integer sums in float64
+        inter = data["overlap_T"].dot(keep)  # (L, C) exact integer sums in float64
         pred_vol = data["touch_T"].dot(keep)
         dice = 2.0 * inter / (data["lesion_voxels"][:, None] + pred_vol)
-        dice_sum = data["lesion_case_T"].dot(dice)     # (n_cases, C)
+        dice_sum = data["lesion_case_T"].dot(dice)  # (n_cases, C)
         n_fp = data["fp_case_T"].dot(keep)
         denom = data["n_scored"][:, None] + n_fp
         return np.where(denom == 0, 1.0, dice_sum / np.where(denom == 0, 1.0, denom)).T
@@ -344,6 +379,6 @@ class CandidateScorer:
         return np.stack([self.region_case_scores(r, candidates).mean(axis=1) for r in REGION_NAMES], axis=1)
 
 
-def cases_total(cases: List[CaseCache]) -> Dict[str, int]:
+def cases_total(cases: list[CaseCache]) -> dict[str, int]:
     """Component and lesion counts over ``cases``, per region (for logs)."""
     return {r: sum(c.regions[r].n_components for c in cases) for r in REGION_NAMES}

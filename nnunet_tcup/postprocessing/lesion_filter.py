@@ -19,23 +19,24 @@ slice count is the z extent of its bounding box.
 ``postprocessing.pkl`` format ``([filter_lesions], [kwargs])`` is applied by the stock
 ``nnUNetv2_apply_postprocessing``.
 """
+
 from __future__ import annotations
 
 import math
 import numbers
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Dict, Mapping, Tuple
 
 import numpy as np
 
 #: Regions in filter order with their labels and the label a removed component's voxels get.
-FILTER_REGIONS: Tuple[Tuple[str, Tuple[int, ...], int], ...] = (
+FILTER_REGIONS: tuple[tuple[str, tuple[int, ...], int], ...] = (
     ("WT", (1, 2, 3), 0),
     ("TC", (1, 3), 2),
     ("ET", (3,), 1),
 )
 #: Keyword argument names of :func:`filter_lesions`, per region.
-THRESHOLD_KWARGS: Dict[str, str] = {"WT": "wt_threshold", "TC": "tc_threshold", "ET": "et_threshold"}
+THRESHOLD_KWARGS: dict[str, str] = {"WT": "wt_threshold", "TC": "tc_threshold", "ET": "et_threshold"}
 DEFAULT_MIN_SLICES = 5
 
 
@@ -76,10 +77,14 @@ class FilterParameters:
         """Threshold of ``region`` ('WT', 'TC' or 'ET')."""
         return getattr(self, THRESHOLD_KWARGS[region])
 
-    def as_kwargs(self) -> Dict[str, float]:
+    def as_kwargs(self) -> dict[str, float]:
         """Keyword arguments of :func:`filter_lesions` as plain Python numbers (what postprocessing.pkl stores)."""
-        return {"wt_threshold": float(self.wt_threshold), "tc_threshold": float(self.tc_threshold),
-                "et_threshold": float(self.et_threshold), "min_slices": int(self.min_slices)}
+        return {
+            "wt_threshold": float(self.wt_threshold),
+            "tc_threshold": float(self.tc_threshold),
+            "et_threshold": float(self.et_threshold),
+            "min_slices": int(self.min_slices),
+        }
 
     @property
     def is_identity(self) -> bool:
@@ -87,7 +92,7 @@ class FilterParameters:
         return (self.wt_threshold, self.tc_threshold, self.et_threshold, self.min_slices) == (0.0, 0.0, 0.0, 1)
 
     @classmethod
-    def from_kwargs(cls, kwargs: Mapping, source: str = "kwargs") -> "FilterParameters":
+    def from_kwargs(cls, kwargs: Mapping, source: str = "kwargs") -> FilterParameters:
         """Build from a mapping with exactly the keys of :meth:`as_kwargs` (``min_slices`` optional)."""
         if not isinstance(kwargs, Mapping):
             raise ValueError(f"{source}: filter parameters must be a mapping, got {type(kwargs).__name__}")
@@ -95,10 +100,15 @@ class FilterParameters:
         unknown = sorted(set(kwargs) - allowed)
         missing = sorted({"wt_threshold", "tc_threshold", "et_threshold"} - set(kwargs))
         if unknown or missing:
-            raise ValueError(f"{source}: filter parameters need keys {sorted(allowed)}; "
-                             f"unknown: {unknown}, missing: {missing}")
-        return cls(kwargs["wt_threshold"], kwargs["tc_threshold"], kwargs["et_threshold"],
-                   kwargs.get("min_slices", DEFAULT_MIN_SLICES))
+            raise ValueError(
+                f"{source}: filter parameters need keys {sorted(allowed)}; unknown: {unknown}, missing: {missing}"
+            )
+        return cls(
+            kwargs["wt_threshold"],
+            kwargs["tc_threshold"],
+            kwargs["et_threshold"],
+            kwargs.get("min_slices", DEFAULT_MIN_SLICES),
+        )
 
 
 #: The filter that changes nothing: every component has a mean area > 0 and spans at least one slice.
@@ -127,21 +137,23 @@ def check_label_map(segmentation, name: str = "segmentation") -> np.ndarray:
         return seg
     lo, hi = seg.min(), seg.max()
     if not (lo >= 0 and hi <= 3):  # also false for NaN
-        raise ValueError(f"{name} holds labels outside 0-3 (min {lo}, max {hi}); expected BraTS 2023 labels "
-                         f"0 background, 1 NETC, 2 SNFH, 3 ET")
+        raise ValueError(
+            f"{name} holds labels outside 0-3 (min {lo}, max {hi}); expected BraTS 2023 labels "
+            f"0 background, 1 NETC, 2 SNFH, 3 ET"
+        )
     if np.issubdtype(seg.dtype, np.floating) and not np.array_equal(seg, np.floor(seg)):
         raise ValueError(f"{name} holds non-integer values; expected BraTS 2023 labels 0-3")
     return seg
 
 
-def region_mask(labels: np.ndarray, region_labels: Tuple[int, ...]) -> np.ndarray:
+def region_mask(labels: np.ndarray, region_labels: tuple[int, ...]) -> np.ndarray:
     """Boolean mask of the voxels whose label is in ``region_labels``."""
     if region_labels == (1, 2, 3):
         return labels > 0
     return np.isin(labels, region_labels)
 
 
-def label_components(mask: np.ndarray) -> Tuple[np.ndarray, int]:
+def label_components(mask: np.ndarray) -> tuple[np.ndarray, int]:
     """26-connected components of a boolean mask (cc3d): ``(labels, n)``, labels 1..n, 0 = background."""
     import cc3d
 
@@ -149,7 +161,7 @@ def label_components(mask: np.ndarray) -> Tuple[np.ndarray, int]:
     return labels, int(n)
 
 
-def component_sizes(components: np.ndarray, n: int) -> Tuple[np.ndarray, np.ndarray]:
+def component_sizes(components: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Per component 1..n (index 0 unused): voxel count and number of z slices occupied (axis 0 of ``(z, y, x)``).
 
     The slice count is the z extent of the bounding box, exact for connected components (see module docstring).
@@ -179,8 +191,13 @@ def keep_components(voxels, slices, threshold: float, min_slices: int) -> np.nda
     return (area > threshold) & (slices >= min_slices)
 
 
-def filter_lesions(segmentation: np.ndarray, wt_threshold: float, tc_threshold: float, et_threshold: float,
-                   min_slices: int = DEFAULT_MIN_SLICES) -> np.ndarray:
+def filter_lesions(
+    segmentation: np.ndarray,
+    wt_threshold: float,
+    tc_threshold: float,
+    et_threshold: float,
+    min_slices: int = DEFAULT_MIN_SLICES,
+) -> np.ndarray:
     """Apply the paper's lesion filter to a BraTS 2023 label map ``(z, y, x)``; return a filtered copy (same dtype).
 
     Thresholds are minimum mean areas per slice in voxels (strictly greater), per region WT, TC, ET;

@@ -8,14 +8,15 @@
 paths makes those instructions apply the lesion filter. Re-running ``nnUNetv2_find_best_configuration`` afterwards
 recreates that folder and replaces our files, so tune after it.
 """
+
 from __future__ import annotations
 
 import datetime
 import pickle
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 from nnunet_tcup.postprocessing.lesion_filter import FilterParameters
 
@@ -31,14 +32,13 @@ class ResultsLayout:
 
     dataset_name: str
     model_folder: Path
-    validation_folders: Tuple[Path, ...]
+    validation_folders: tuple[Path, ...]
     gt_folder: Path
     crossval_folder: Path
     inference_information: Path
 
 
-def locate_results(dataset: str, trainer: str, plans: str, configuration: str,
-                   folds: Sequence[int]) -> ResultsLayout:
+def locate_results(dataset: str, trainer: str, plans: str, configuration: str, folds: Sequence[int]) -> ResultsLayout:
     """Resolve the nnU-Net folders (uses $nnUNet_results and $nnUNet_preprocessed); ValueError if any is missing."""
     import os
 
@@ -51,8 +51,9 @@ def locate_results(dataset: str, trainer: str, plans: str, configuration: str,
     try:
         dataset_name = maybe_convert_to_dataset_name(dataset)
     except RuntimeError as e:
-        raise ValueError(f"dataset {dataset!r} not found in nnUNet_raw / nnUNet_preprocessed / nnUNet_results: "
-                         f"{e}") from e
+        raise ValueError(
+            f"dataset {dataset!r} not found in nnUNet_raw / nnUNet_preprocessed / nnUNet_results: {e}"
+        ) from e
     if not folds:
         raise ValueError("give at least one fold")
     folds = tuple(int(f) for f in folds)
@@ -65,8 +66,9 @@ def locate_results(dataset: str, trainer: str, plans: str, configuration: str,
     validation = tuple(model_folder / f"fold_{f}" / "validation" for f in folds)
     for folder in validation:
         if not folder.is_dir():
-            raise ValueError(f"{folder}: validation predictions not found; train that fold (or run "
-                             f"nnUNetv2_train ... --val)")
+            raise ValueError(
+                f"{folder}: validation predictions not found; train that fold (or run nnUNetv2_train ... --val)"
+            )
     gt_folder = Path(os.environ["nnUNet_preprocessed"]) / dataset_name / "gt_segmentations"
     if not gt_folder.is_dir():
         raise ValueError(f"{gt_folder}: ground truth not found; it is written by nnUNetv2_plan_and_preprocess")
@@ -75,7 +77,7 @@ def locate_results(dataset: str, trainer: str, plans: str, configuration: str,
     return ResultsLayout(dataset_name, model_folder, validation, gt_folder, crossval, info)
 
 
-def validation_predictions(layout: ResultsLayout) -> Dict[str, Path]:
+def validation_predictions(layout: ResultsLayout) -> dict[str, Path]:
     """Case name -> prediction file over the folds' validation folders; ValueError on a case in two folds."""
     import json
 
@@ -83,9 +85,11 @@ def validation_predictions(layout: ResultsLayout) -> Dict[str, Path]:
 
     file_ending = json.loads((layout.model_folder / "dataset.json").read_text()).get("file_ending", ".nii.gz")
     if file_ending != ".nii.gz":
-        raise ValueError(f"{layout.model_folder / 'dataset.json'}: file_ending {file_ending!r} is not supported "
-                         f"(BraTS data is .nii.gz)")
-    out: Dict[str, Path] = {}
+        raise ValueError(
+            f"{layout.model_folder / 'dataset.json'}: file_ending {file_ending!r} is not supported "
+            f"(BraTS data is .nii.gz)"
+        )
+    out: dict[str, Path] = {}
     for folder in layout.validation_folders:
         for name in list_nifti_cases(folder):
             if name in out:
@@ -94,10 +98,10 @@ def validation_predictions(layout: ResultsLayout) -> Dict[str, Path]:
     return out
 
 
-def prepare_crossval_folder(layout: ResultsLayout) -> List[str]:
+def prepare_crossval_folder(layout: ResultsLayout) -> list[str]:
     """Create the crossval folder if needed with the model's plans.json / dataset.json (the apply command in
     inference_instructions.txt passes that plans.json); return notes for the user."""
-    notes: List[str] = []
+    notes: list[str] = []
     layout.crossval_folder.mkdir(parents=True, exist_ok=True)
     for name in ("plans.json", "dataset.json"):
         if not (layout.crossval_folder / name).is_file():
@@ -106,7 +110,7 @@ def prepare_crossval_folder(layout: ResultsLayout) -> List[str]:
     return notes
 
 
-def backup_path(path: Path, stamp: Optional[str] = None) -> Path:
+def backup_path(path: Path, stamp: str | None = None) -> Path:
     """``PATH.bak-YYYYmmdd-HHMMSS`` (with a counter if that exists already)."""
     stamp = stamp or datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     candidate = path.with_name(f"{path.name}.bak-{stamp}")
@@ -117,7 +121,7 @@ def backup_path(path: Path, stamp: Optional[str] = None) -> Path:
     return candidate
 
 
-def postprocessing_json(params: FilterParameters, source: str, extra: Optional[dict] = None) -> dict:
+def postprocessing_json(params: FilterParameters, source: str, extra: dict | None = None) -> dict:
     """Readable description of a filter setting (what ``postprocess apply --json`` reads)."""
     from nnunet_tcup import __version__
 
@@ -128,7 +132,7 @@ def postprocessing_json(params: FilterParameters, source: str, extra: Optional[d
         "kwargs": kwargs,
         "source": source,
         "definition": "per region WT, TC, ET (in this order): keep a 3D component (cc3d, 26-connectivity) iff "
-                      "voxels / z-slices > threshold and z-slices >= min_slices; removed WT -> 0, TC -> 2, ET -> 1",
+        "voxels / z-slices > threshold and z-slices >= min_slices; removed WT -> 0, TC -> 2, ET -> 1",
         "created": datetime.datetime.now().isoformat(timespec="seconds"),
         "nnunet_tcup_version": __version__,
         # the keys nnU-Net's own postprocessing.json uses for the same information (empty: no post-processing)
@@ -139,8 +143,7 @@ def postprocessing_json(params: FilterParameters, source: str, extra: Optional[d
     return doc
 
 
-def write_postprocessing_files(folder: Path, params: FilterParameters, document: dict) -> Tuple[Path, Path,
-                                                                                                 List[str]]:
+def write_postprocessing_files(folder: Path, params: FilterParameters, document: dict) -> tuple[Path, Path, list[str]]:
     """Write ``postprocessing.pkl`` (nnU-Net's ``([fn], [kwargs])``; ``([], [])``, nnU-Net's own "no
     post-processing", for the identity) and ``postprocessing.json`` into ``folder``, atomically; existing files are
     first copied to ``NAME.bak-TIMESTAMP``. Returns the paths and messages."""
@@ -151,7 +154,7 @@ def write_postprocessing_files(folder: Path, params: FilterParameters, document:
     folder.mkdir(parents=True, exist_ok=True)
     pkl, js = folder / PKL_NAME, folder / JSON_NAME
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    messages: List[str] = []
+    messages: list[str] = []
     for path in (pkl, js):
         if path.exists():
             backup = backup_path(path, stamp)
@@ -177,8 +180,10 @@ def read_postprocessing_json(path: Path) -> FilterParameters:
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise ValueError(f"{path}: not valid JSON ({e})") from e
     if not isinstance(doc, dict) or "kwargs" not in doc:
-        raise ValueError(f"{path}: not an nnunet_tcup postprocessing.json (no 'kwargs'); nnU-Net's own "
-                         f"postprocessing.json describes a different post-processing")
+        raise ValueError(
+            f"{path}: not an nnunet_tcup postprocessing.json (no 'kwargs'); nnU-Net's own "
+            f"postprocessing.json describes a different post-processing"
+        )
     if doc.get("function", FUNCTION_PATH) != FUNCTION_PATH:
         raise ValueError(f"{path}: describes function {doc.get('function')!r}, expected {FUNCTION_PATH}")
     return FilterParameters.from_kwargs(doc["kwargs"], source=str(path))

@@ -14,6 +14,7 @@ per-class probability arrays from outside that path (for example the paper's ori
 Note: the four channels always sum to 1 (``(1 - s) + s``), so the normalisation changes values only by float
 rounding; it is kept to follow the paper. A negative background (classes summing above 1) simply loses the argmax.
 """
+
 from __future__ import annotations
 
 import numpy as np

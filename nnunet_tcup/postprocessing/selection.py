@@ -18,6 +18,7 @@ its standard error over cases.
 **Keep rule** (:func:`decide`): the selected filter is kept only if the mean out-of-sample gain is positive and
 larger than ``noise_factor`` standard errors; otherwise the identity is written.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -42,8 +43,9 @@ def _check(scores: np.ndarray, removed: np.ndarray) -> tuple[np.ndarray, np.ndar
     scores = np.asarray(scores, dtype=np.float64)
     removed = np.asarray(removed, dtype=np.float64)
     if scores.ndim != 2 or scores.shape != removed.shape or scores.shape[0] < 1 or scores.shape[1] < 1:
-        raise ValueError(f"scores and removed must be equal (candidates, cases) matrices, got {scores.shape} and "
-                         f"{removed.shape}")
+        raise ValueError(
+            f"scores and removed must be equal (candidates, cases) matrices, got {scores.shape} and {removed.shape}"
+        )
     return scores, removed
 
 
@@ -72,7 +74,7 @@ class OutOfSample:
     """Leave-one-case-out result: per case the row chosen without it and its gain over the identity."""
 
     chosen: np.ndarray  # (n,) int: row selected on the other cases
-    gains: np.ndarray   # (n,) float: score of the case under that row minus its unfiltered score
+    gains: np.ndarray  # (n,) float: score of the case under that row minus its unfiltered score
 
     @property
     def mean(self) -> float:
@@ -103,7 +105,7 @@ def leave_one_out(scores: np.ndarray, removed: np.ndarray) -> OutOfSample:
         for i in np.flatnonzero(best == b):
             mu = (s1 - diff[:, i]) / m
             if m >= 2:
-                var = np.maximum((s2 - diff[:, i] ** 2 - m * mu ** 2) / (m - 1), 0.0)
+                var = np.maximum((s2 - diff[:, i] ** 2 - m * mu**2) / (m - 1), 0.0)
                 se = np.sqrt(var / m)
             else:
                 se = np.zeros(c)
@@ -126,15 +128,23 @@ def decide(selected: int, in_sample_gain: float, estimate: OutOfSample | None, n
     """The keep rule: a non-identity selection whose out-of-sample mean gain exceeds ``noise_factor`` standard
     errors (and 0). ``estimate`` None means too few cases for one."""
     if selected == 0:
-        return Decision(False, "no candidate beats 'no filter' by more than one paired standard error on the "
-                               "cross-validation cases")
+        return Decision(
+            False, "no candidate beats 'no filter' by more than one paired standard error on the cross-validation cases"
+        )
     if estimate is None:
-        return Decision(False, f"fewer than {MIN_CASES_FOR_ESTIMATE} cases: no out-of-sample estimate, so no "
-                               f"filter is applied")
+        return Decision(
+            False, f"fewer than {MIN_CASES_FOR_ESTIMATE} cases: no out-of-sample estimate, so no filter is applied"
+        )
     mean, se = estimate.mean, estimate.se
     if mean > 0 and mean > noise_factor * se:
-        return Decision(True, f"out-of-sample gain {mean:+.4f} exceeds {noise_factor:g} standard error(s) "
-                              f"({se:.4f}); in-sample gain {in_sample_gain:+.4f}")
-    return Decision(False, f"out-of-sample gain {mean:+.4f} is not above {noise_factor:g} standard error(s) "
-                           f"({se:.4f}) although the in-sample gain is {in_sample_gain:+.4f}: the filter would "
-                           f"likely not help unseen cases")
+        return Decision(
+            True,
+            f"out-of-sample gain {mean:+.4f} exceeds {noise_factor:g} standard error(s) "
+            f"({se:.4f}); in-sample gain {in_sample_gain:+.4f}",
+        )
+    return Decision(
+        False,
+        f"out-of-sample gain {mean:+.4f} is not above {noise_factor:g} standard error(s) "
+        f"({se:.4f}) although the in-sample gain is {in_sample_gain:+.4f}: the filter would "
+        f"likely not help unseen cases",
+    )

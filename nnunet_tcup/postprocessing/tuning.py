@@ -7,12 +7,13 @@ depends on ``(min_slices, A_WT)`` and TC on ``(min_slices, A_WT, A_TC)``, those 
 sub-grids and broadcast. Ties (scores within ``TIE_TOLERANCE``) go to the first grid point in the order
 ``min_slices, A_WT, A_TC, A_ET``, each ascending, i.e. to the mildest filter.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -21,15 +22,15 @@ from nnunet_tcup.postprocessing.lesion_filter import IDENTITY, FilterParameters,
 
 TIE_TOLERANCE = 1e-12
 
-DEFAULT_WT_THRESHOLDS: Tuple[float, ...] = (0, 10, 25, 50, 75, 100, 125, 150, 200, 250, 300)
-DEFAULT_TC_THRESHOLDS: Tuple[float, ...] = (0, 5, 10, 25, 50, 75, 100, 125, 150, 200)
-DEFAULT_ET_THRESHOLDS: Tuple[float, ...] = (0, 5, 10, 15, 20, 25, 50, 75, 100)
-DEFAULT_MIN_SLICES: Tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10)
+DEFAULT_WT_THRESHOLDS: tuple[float, ...] = (0, 10, 25, 50, 75, 100, 125, 150, 200, 250, 300)
+DEFAULT_TC_THRESHOLDS: tuple[float, ...] = (0, 5, 10, 25, 50, 75, 100, 125, 150, 200)
+DEFAULT_ET_THRESHOLDS: tuple[float, ...] = (0, 5, 10, 15, 20, 25, 50, 75, 100)
+DEFAULT_MIN_SLICES: tuple[int, ...] = (1, 2, 3, 4, 5, 6, 8, 10)
 #: The paper's rule: area thresholds per region (its presets for the four challenges are grid points), 5 slices.
-PAPER_WT_THRESHOLDS: Tuple[float, ...] = (0, 25, 50, 75, 100, 125, 150, 200)
-PAPER_TC_THRESHOLDS: Tuple[float, ...] = (0, 25, 50, 75, 100, 125, 150)
-PAPER_ET_THRESHOLDS: Tuple[float, ...] = (0, 5, 10, 15, 20, 25, 50)
-PAPER_MIN_SLICES: Tuple[int, ...] = (5,)
+PAPER_WT_THRESHOLDS: tuple[float, ...] = (0, 25, 50, 75, 100, 125, 150, 200)
+PAPER_TC_THRESHOLDS: tuple[float, ...] = (0, 25, 50, 75, 100, 125, 150)
+PAPER_ET_THRESHOLDS: tuple[float, ...] = (0, 5, 10, 15, 20, 25, 50)
+PAPER_MIN_SLICES: tuple[int, ...] = (5,)
 #: Out-of-sample gain needed to keep a filter, in standard errors of the leave-one-case-out estimate.
 DEFAULT_NOISE_FACTOR = 2.0
 #: Below these counts ``tune`` warns that the grid is large for the data (cases; scored GT lesions per region).
@@ -41,10 +42,10 @@ MIN_LESIONS_PER_REGION = 20
 class ThresholdGrid:
     """Candidate values per parameter; stored sorted ascending without duplicates."""
 
-    wt: Tuple[float, ...] = DEFAULT_WT_THRESHOLDS
-    tc: Tuple[float, ...] = DEFAULT_TC_THRESHOLDS
-    et: Tuple[float, ...] = DEFAULT_ET_THRESHOLDS
-    min_slices: Tuple[int, ...] = DEFAULT_MIN_SLICES
+    wt: tuple[float, ...] = DEFAULT_WT_THRESHOLDS
+    tc: tuple[float, ...] = DEFAULT_TC_THRESHOLDS
+    et: tuple[float, ...] = DEFAULT_ET_THRESHOLDS
+    min_slices: tuple[int, ...] = DEFAULT_MIN_SLICES
 
     def __post_init__(self) -> None:
         for name in ("wt", "tc", "et"):
@@ -66,7 +67,7 @@ class ThresholdGrid:
         m, a, b, c = np.meshgrid(self.min_slices, self.wt, self.tc, self.et, indexing="ij")
         return np.stack([a.ravel(), b.ravel(), c.ravel(), m.ravel()], axis=1).astype(np.float64)
 
-    def as_dict(self) -> Dict[str, list]:
+    def as_dict(self) -> dict[str, list]:
         return {"WT": list(self.wt), "TC": list(self.tc), "ET": list(self.et), "min_slices": list(self.min_slices)}
 
 
@@ -90,7 +91,7 @@ class SearchResult:
     grid: ThresholdGrid = field(repr=False)
 
 
-def pick_best(objective: np.ndarray, candidates: np.ndarray) -> Tuple[int, float]:
+def pick_best(objective: np.ndarray, candidates: np.ndarray) -> tuple[int, float]:
     """Index and value of the first candidate whose objective is within TIE_TOLERANCE of the maximum."""
     flat = np.asarray(objective, dtype=np.float64).ravel()
     best_value = float(flat.max())
@@ -98,7 +99,7 @@ def pick_best(objective: np.ndarray, candidates: np.ndarray) -> Tuple[int, float
     return index, best_value
 
 
-def _region_tables(scorer: CandidateScorer, grid: ThresholdGrid) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _region_tables(scorer: CandidateScorer, grid: ThresholdGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Per-case lesion-wise Dice tables of WT ``(nm, na, 1, 1, n)``, TC ``(nm, na, nb, 1, n)`` and ET
     ``(nm, na, nb, nc, n)`` over the grid (WT and TC are scored on their own sub-grids, then broadcast)."""
     nm, na, nb, nc = len(grid.min_slices), len(grid.wt), len(grid.tc), len(grid.et)
@@ -123,7 +124,7 @@ def grid_search(scorer: CandidateScorer, grid: ThresholdGrid) -> SearchResult:
     return SearchResult(FilterParameters(a, b, c, int(m)), value, objective, grid)
 
 
-def candidate_matrices(scorer: CandidateScorer, grid: ThresholdGrid) -> Tuple[np.ndarray, np.ndarray, np.ndarray]:
+def candidate_matrices(scorer: CandidateScorer, grid: ThresholdGrid) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(candidates, scores, removed)``: row 0 the identity (no filter), then the grid in its order.
 
     ``candidates`` ``(C, 4)`` rows ``(A_WT, A_TC, A_ET, min_slices)``; ``scores`` ``(C, n)`` the per-case objective
@@ -132,8 +133,10 @@ def candidate_matrices(scorer: CandidateScorer, grid: ThresholdGrid) -> Tuple[np
     wt, tc, et = _region_tables(scorer, grid)
     n = scorer.n_cases
     grid_scores = np.broadcast_to((wt + tc + et) / 3.0, et.shape).reshape(-1, n)
-    identity = np.array([IDENTITY.as_kwargs()[k] for k in ("wt_threshold", "tc_threshold", "et_threshold",
-                                                              "min_slices")], dtype=np.float64)[None, :]
+    identity = np.array(
+        [IDENTITY.as_kwargs()[k] for k in ("wt_threshold", "tc_threshold", "et_threshold", "min_slices")],
+        dtype=np.float64,
+    )[None, :]
     identity_scores = np.mean([scorer.region_case_scores(r, identity) for r in REGION_NAMES], axis=0)
     candidates = np.concatenate([identity, grid.candidates()], axis=0)
     scores = np.concatenate([identity_scores, grid_scores], axis=0)
@@ -142,8 +145,9 @@ def candidate_matrices(scorer: CandidateScorer, grid: ThresholdGrid) -> Tuple[np
     return candidates, scores, removed
 
 
-def summarise(cases: Sequence[CaseCache], params: Optional[FilterParameters]) -> Tuple[Dict[str, float],
-                                                                                        Dict[str, Dict[str, float]]]:
+def summarise(
+    cases: Sequence[CaseCache], params: FilterParameters | None
+) -> tuple[dict[str, float], dict[str, dict[str, float]]]:
     """Exact per-case lesion-wise Dice (same arithmetic as the evaluation) and its means: ``(means, per_case)``.
 
     ``means`` has WT, TC, ET (mean over cases) and ``mean`` (their mean, the tuning objective).
@@ -168,7 +172,7 @@ class CasePair:
     ground_truth: Path
 
 
-def pair_cases(predictions: Dict[str, Path], gt_folder: Path, pred_description: str) -> List[CasePair]:
+def pair_cases(predictions: dict[str, Path], gt_folder: Path, pred_description: str) -> list[CasePair]:
     """Pair each prediction (name -> file) with ``gt_folder/NAME.nii.gz``; ValueError if any GT is missing."""
     from nnunet_tcup.io_utils import list_nifti_cases
 
@@ -179,12 +183,14 @@ def pair_cases(predictions: Dict[str, Path], gt_folder: Path, pred_description: 
     missing = sorted(set(predictions) - gt_names)
     if missing:
         shown = ", ".join(missing[:5]) + (" ..." if len(missing) > 5 else "")
-        raise ValueError(f"{gt_folder}: no ground truth for {len(missing)} of {len(predictions)} predictions "
-                         f"in {pred_description} (case names must match): {shown}")
+        raise ValueError(
+            f"{gt_folder}: no ground truth for {len(missing)} of {len(predictions)} predictions "
+            f"in {pred_description} (case names must match): {shown}"
+        )
     return [CasePair(n, Path(predictions[n]), gt_folder / f"{n}.nii.gz") for n in sorted(predictions)]
 
 
-def pairs_from_folders(pred_folder: Path, gt_folder: Path) -> List[CasePair]:
+def pairs_from_folders(pred_folder: Path, gt_folder: Path) -> list[CasePair]:
     """Cases of a prediction folder paired with a GT folder (``NAME.nii.gz`` in both)."""
     from nnunet_tcup.io_utils import list_nifti_cases
 
@@ -209,15 +215,21 @@ def cache_case_files(pair: CasePair, challenge: str) -> CaseCache:
         raise ValueError(f"{e} (files {pair.prediction}, {pair.ground_truth})") from None
 
 
-def build_caches(pairs: Sequence[CasePair], challenge: str, num_workers: int | None = 1,
-                 progress: bool = True) -> List[CaseCache]:
+def build_caches(
+    pairs: Sequence[CasePair], challenge: str, num_workers: int | None = 1, progress: bool = True
+) -> list[CaseCache]:
     """Cache every case in ``num_workers`` processes (None: the package default; see nnunet_tcup.parallel)."""
     from functools import partial
 
     from nnunet_tcup.parallel import parallel_map
 
-    return parallel_map(partial(cache_case_files, challenge=challenge), list(pairs), num_workers=num_workers,
-                        desc="caching cases", progress=progress)
+    return parallel_map(
+        partial(cache_case_files, challenge=challenge),
+        list(pairs),
+        num_workers=num_workers,
+        desc="caching cases",
+        progress=progress,
+    )
 
 
 def _params(row: np.ndarray) -> FilterParameters:
@@ -225,24 +237,33 @@ def _params(row: np.ndarray) -> FilterParameters:
     return FilterParameters(a, b, c, int(m))
 
 
-def data_warnings(caches: Sequence[CaseCache], grid: ThresholdGrid, grid_name: str) -> List[str]:
+def data_warnings(caches: Sequence[CaseCache], grid: ThresholdGrid, grid_name: str) -> list[str]:
     """Warnings when the cases or GT lesions are few for the grid searched (the in-sample gain then over-states)."""
-    warnings: List[str] = []
+    warnings: list[str] = []
     n = len(caches)
     need = MIN_CASES.get(grid_name, MIN_CASES["paper"])
     if n < need:
-        warnings.append(f"only {n} cases for {grid.size} candidates ({grid_name} grid; at least {need} advised): "
-                        f"in-sample gains over-state what unseen cases get, rely on the out-of-sample estimate")
+        warnings.append(
+            f"only {n} cases for {grid.size} candidates ({grid_name} grid; at least {need} advised): "
+            f"in-sample gains over-state what unseen cases get, rely on the out-of-sample estimate"
+        )
     for region in REGION_NAMES:
         lesions = sum(int(c.regions[region].lesion_scored.sum()) for c in caches)
         if lesions < MIN_LESIONS_PER_REGION:
-            warnings.append(f"only {lesions} scored {region} lesions in the ground truth (at least "
-                            f"{MIN_LESIONS_PER_REGION} advised): the {region} threshold is poorly determined")
+            warnings.append(
+                f"only {lesions} scored {region} lesions in the ground truth (at least "
+                f"{MIN_LESIONS_PER_REGION} advised): the {region} threshold is poorly determined"
+            )
     return warnings
 
 
-def tune_caches(caches: Sequence[CaseCache], challenge: str, grid: ThresholdGrid, grid_name: str = "custom",
-                noise_factor: float = DEFAULT_NOISE_FACTOR) -> dict:
+def tune_caches(
+    caches: Sequence[CaseCache],
+    challenge: str,
+    grid: ThresholdGrid,
+    grid_name: str = "custom",
+    noise_factor: float = DEFAULT_NOISE_FACTOR,
+) -> dict:
     """Select a filter on cached cases, estimate its gain out of sample, decide whether to keep it.
 
     Returns the report written to postprocessing.json (without paths): ``kwargs`` is the filter to apply (the
@@ -274,26 +295,37 @@ def tune_caches(caches: Sequence[CaseCache], challenge: str, grid: ThresholdGrid
     if estimate is not None:
         out_of_sample = {
             "method": "leave-one-case-out: select on the other cases, score the left-out case",
-            "gain_mean": estimate.mean, "gain_se": estimate.se,
+            "gain_mean": estimate.mean,
+            "gain_se": estimate.se,
             "per_case_gain": dict(zip(names, estimate.gains.tolist())),
             "per_case_choice": {name: _params(candidates[j]).as_kwargs() for name, j in zip(names, estimate.chosen)},
         }
     ev = EVALUATION_PARAMETERS[challenge]
     return {
         "challenge": challenge,
-        "evaluation_parameters": {"dilation_iterations": ev.dilation_iterations,
-                                  "volume_threshold_mm3": ev.volume_threshold_mm3},
+        "evaluation_parameters": {
+            "dilation_iterations": ev.dilation_iterations,
+            "volume_threshold_mm3": ev.volume_threshold_mm3,
+        },
         "objective": "mean over WT, TC, ET of the mean over cases of LesionWise_Score_Dice",
         "kwargs": final.as_kwargs(),
         "filter_kept": decision.kept,
         "decision": decision.reason,
-        "rule": {"selection": "among candidates within one paired standard error of the best in-sample mean, "
-                              "the one changing the fewest voxels (no filter included)",
-                 "keep": f"out-of-sample gain > 0 and > {noise_factor:g} standard errors", "noise_factor": noise_factor},
-        "selected": {"kwargs": selected.as_kwargs(), "lesionwise_dice": selected_means,
-                     "voxels_changed": float(removed[chosen].sum())},
-        "in_sample_best": {"kwargs": _params(candidates[best]).as_kwargs(),
-                           "gain": float(scores[best].mean() - scores[0].mean())},
+        "rule": {
+            "selection": "among candidates within one paired standard error of the best in-sample mean, "
+            "the one changing the fewest voxels (no filter included)",
+            "keep": f"out-of-sample gain > 0 and > {noise_factor:g} standard errors",
+            "noise_factor": noise_factor,
+        },
+        "selected": {
+            "kwargs": selected.as_kwargs(),
+            "lesionwise_dice": selected_means,
+            "voxels_changed": float(removed[chosen].sum()),
+        },
+        "in_sample_best": {
+            "kwargs": _params(candidates[best]).as_kwargs(),
+            "gain": float(scores[best].mean() - scores[0].mean()),
+        },
         "in_sample_gain": in_sample_gain,
         "out_of_sample": out_of_sample,
         "warnings": data_warnings(caches, grid, grid_name),
@@ -304,13 +336,21 @@ def tune_caches(caches: Sequence[CaseCache], challenge: str, grid: ThresholdGrid
         "lesionwise_dice_before": before,
         "lesionwise_dice_after": after,
         "paper_preset": {"kwargs": preset.as_kwargs(), "lesionwise_dice": preset_means},
-        "per_case": {name: {"before": per_case_before[name], "after": per_case_after[name]}
-                     for name in per_case_before},
+        "per_case": {
+            name: {"before": per_case_before[name], "after": per_case_after[name]} for name in per_case_before
+        },
     }
 
 
-def tune(pairs: Sequence[CasePair], challenge: str, grid: ThresholdGrid | None = None, grid_name: str = "paper",
-         num_workers: int = 1, progress: bool = True, noise_factor: float = DEFAULT_NOISE_FACTOR) -> dict:
+def tune(
+    pairs: Sequence[CasePair],
+    challenge: str,
+    grid: ThresholdGrid | None = None,
+    grid_name: str = "paper",
+    num_workers: int = 1,
+    progress: bool = True,
+    noise_factor: float = DEFAULT_NOISE_FACTOR,
+) -> dict:
     """Read and cache the case pairs, then :func:`tune_caches` (``grid`` None: the named grid)."""
     from nnunet_tcup.challenges import check_challenge
 
