@@ -1,26 +1,42 @@
-"""`nnunet_tcup evaluate` and the folder API: real NIfTI files, CSV / summary / figure outputs, bad input."""
+"""`nnunet_tcup evaluate` and the folder API: real NIfTI files, CSV / summary / figure outputs, folder layouts,
+bad input (truncated, shifted, flipped, NaN, duplicates) and all-or-nothing outputs."""
+
 from __future__ import annotations
 
+import errno
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 import SimpleITK as sitk
-
 from conftest import run_command
+
 from nnunet_tcup.cli import main
 from nnunet_tcup.evaluation.folders import (
-    RESULT_COLUMNS, SUMMARY_STATISTICS, evaluate_files, evaluate_folders, read_case_pair, summarize,
+    RESULT_COLUMNS,
+    SUMMARY_STATISTICS,
+    evaluate_files,
+    evaluate_folders,
+    read_case_pair,
+    summarize,
 )
 from nnunet_tcup.evaluation.lesionwise import METRIC_COLUMNS, evaluate_case
 
 SPACING_XYZ = (1.0, 1.2, 2.0)
 
 
-def write_nifti(path: Path, labels_zyx: np.ndarray, spacing_xyz=SPACING_XYZ) -> Path:
+def write_nifti(
+    path: Path,
+    labels_zyx: np.ndarray,
+    spacing_xyz=SPACING_XYZ,
+    origin_xyz=(0.0, 0.0, 0.0),
+    direction=(1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0),
+) -> Path:
     image = sitk.GetImageFromArray(labels_zyx)
     image.SetSpacing(spacing_xyz)
+    image.SetOrigin(origin_xyz)
+    image.SetDirection(direction)
     path.parent.mkdir(parents=True, exist_ok=True)
     sitk.WriteImage(image, str(path))
     return path
@@ -67,14 +83,33 @@ def expected_rows(arrays, challenge="GLI"):
 
 
 def outputs(folder: Path):
+    """Every entry of ``folder`` (hidden temporary files included)."""
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
 
+@pytest.mark.slow  # the real console script in a subprocess, with 2 worker processes
 def test_cli_writes_results_summary_lesions_and_figure(dataset, tmp_path):
     gt_dir, pred_dir, arrays = dataset
     out = tmp_path / "out" / "results.csv"
-    proc = run_command(["nnunet_tcup", "evaluate", "--gt", gt_dir, "--pred", pred_dir, "--challenge", "GLI", "-o",
-                        out, "--plot", tmp_path / "out" / "fig.png", "--num-workers", "2"], timeout=300)
+    proc = run_command(
+        [
+            "nnunet_tcup",
+            "evaluate",
+            "--gt",
+            gt_dir,
+            "--pred",
+            pred_dir,
+            "--challenge",
+            "GLI",
+            "-o",
+            out,
+            "--plot",
+            tmp_path / "out" / "fig.png",
+            "--num-workers",
+            "2",
+        ],
+        timeout=300,
+    )
     assert outputs(out.parent) == ["fig.png", "results.csv", "results_lesions.csv", "results_summary.csv"]
     table = pd.read_csv(out)
     assert list(table.columns) == list(RESULT_COLUMNS)
@@ -84,11 +119,13 @@ def test_cli_writes_results_summary_lesions_and_figure(dataset, tmp_path):
     assert list(summary.columns) == ["Labels", "Statistic", *METRIC_COLUMNS]
     assert len(summary) == 15 and list(summary["Statistic"][:5]) == list(SUMMARY_STATISTICS)
     wt_mean = summary[(summary.Labels == "WT") & (summary.Statistic == "Mean")].iloc[0]
-    assert wt_mean["LesionWise_Score_Dice"] == pytest.approx(expected[expected.Labels == "WT"]
-                                                             ["LesionWise_Score_Dice"].mean())
+    assert wt_mean["LesionWise_Score_Dice"] == pytest.approx(
+        expected[expected.Labels == "WT"]["LesionWise_Score_Dice"].mean()
+    )
     lesions = pd.read_csv(tmp_path / "out" / "results_lesions.csv")
-    assert {"case", "Labels", "lesion_id", "volume_mm3", "matched_components", "dice", "hd95", "scored"} <= \
-        set(lesions.columns) and len(lesions) > 0
+    assert {"case", "Labels", "lesion_id", "volume_mm3", "matched_components", "dice", "hd95", "scored"} <= set(
+        lesions.columns
+    ) and len(lesions) > 0
     png = (tmp_path / "out" / "fig.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 20_000
     assert "LW_Dice" in proc.stdout and "Median" in proc.stdout and "results_summary.csv" in proc.stdout
@@ -118,7 +155,7 @@ def run_cli(args, capsys):
 
 
 def base_args(gt_dir, pred_dir, out):
-    return ["--gt", gt_dir, "--pred", pred_dir, "--challenge", "GLI", "-o", out, "--no-progress"]
+    return ["--gt", gt_dir, "--pred", pred_dir, "--challenge", "GLI", "-o", out, "--no-progress", "--num-workers", "1"]
 
 
 def test_shape_and_spacing_mismatch_name_the_file(dataset, tmp_path, capsys):
@@ -128,10 +165,109 @@ def test_shape_and_spacing_mismatch_name_the_file(dataset, tmp_path, capsys):
     out = tmp_path / "out" / "r.csv"
     write_nifti(bad, np.zeros((16, 28, 25), np.uint8))
     code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
-    assert code == 1 and str(bad) in err and "shape" in err
+    assert code == 1 and str(bad) in err and "shape" in err and str(gt_dir / f"{case}.nii.gz") in err
     write_nifti(bad, arrays[case][1], spacing_xyz=(1.0, 1.0, 2.0))
     code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
     assert code == 1 and str(bad) in err and "spacing" in err
+    assert outputs(out.parent) == []
+
+
+@pytest.mark.parametrize("kind", ["shifted", "flipped"])
+def test_shifted_or_flipped_prediction_is_a_geometry_error(dataset, tmp_path, capsys, kind):
+    """Same shape and spacing but 3 mm away, or mirrored along x: refused with both files named, nothing written."""
+    gt_dir, pred_dir, arrays = dataset
+    case = sorted(arrays)[0]
+    bad = pred_dir / f"{case}.nii.gz"
+    if kind == "shifted":
+        write_nifti(bad, arrays[case][1], origin_xyz=(3.0, 0.0, 0.0))
+    else:
+        write_nifti(bad, arrays[case][1][:, :, ::-1], direction=(-1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0))
+    out = tmp_path / "out" / "r.csv"
+    code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
+    word = "origin" if kind == "shifted" else "direction"
+    assert code == 1 and str(bad) in err and str(gt_dir / f"{case}.nii.gz") in err and word in err, err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert outputs(out.parent) == []
+
+
+def test_truncated_prediction_is_refused(dataset, tmp_path, capsys):
+    """SimpleITK would zero-fill a truncated .nii.gz and score it; evaluate names the file and writes nothing."""
+    gt_dir, pred_dir, arrays = dataset
+    bad = pred_dir / f"{sorted(arrays)[2]}.nii.gz"
+    data = bad.read_bytes()
+    bad.write_bytes(data[: len(data) * 2 // 3])
+    assert sitk.GetArrayFromImage(sitk.ReadImage(str(bad))).shape == arrays[sorted(arrays)[2]][1].shape  # silent
+    out = tmp_path / "out" / "r.csv"
+    code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
+    assert code == 1 and str(bad) in err and "truncated" in err, err
+    assert len(err.strip().splitlines()) == 1
+    assert outputs(out.parent) == []
+
+
+def test_nan_label_is_refused(dataset, tmp_path, capsys):
+    gt_dir, pred_dir, arrays = dataset
+    case = sorted(arrays)[1]
+    bad = pred_dir / f"{case}.nii.gz"
+    values = arrays[case][1].astype(np.float32)
+    values[2, 3, 4] = np.nan
+    write_nifti(bad, values)
+    out = tmp_path / "out" / "r.csv"
+    code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
+    assert code == 1 and str(bad) in err and "NaN" in err, err
+    assert outputs(out.parent) == []
+
+
+def test_brats_tree_seg_names_and_nii_pair_by_case_id(dataset, tmp_path, capsys):
+    """--gt as a BraTS case-folder tree (CASE/CASE-seg.nii.gz, junk beside it), predictions as .nii and one
+    CASE-seg.nii.gz: the same numbers as the flat folders."""
+    gt_dir, pred_dir, arrays = dataset
+    tree, flat_pred = tmp_path / "GLI-Validation", tmp_path / "pred_mixed"
+    cases = sorted(arrays)
+    for i, case in enumerate(cases):
+        write_nifti(tree / case / f"{case}-seg.nii.gz", arrays[case][0])
+        write_nifti(tree / case / f"{case}-t1n.nii.gz", arrays[case][0])  # images beside the seg are ignored
+        name = [f"{case}.nii", f"{case}-seg.nii.gz", f"{case}.nii.gz"][i]
+        write_nifti(flat_pred / name, arrays[case][1])
+    (tree / "__MACOSX" / cases[0]).mkdir(parents=True)
+    write_nifti(tree / "__MACOSX" / cases[0] / f"._{cases[0]}-seg.nii.gz", arrays[cases[0]][0])
+    (tree / ".DS_Store").write_bytes(b"junk")
+    (flat_pred / "plans.json").write_text("{}")
+    out = tmp_path / "out" / "r.csv"
+    code, err = run_cli(base_args(tree, flat_pred, out), capsys)
+    assert code == 0, err
+    pd.testing.assert_frame_equal(pd.read_csv(out), expected_rows(arrays), check_dtype=False, rtol=1e-12)
+    # two files for one case id are refused, naming both
+    write_nifti(flat_pred / f"{cases[0]}.nii.gz", arrays[cases[0]][1])
+    code, err = run_cli(base_args(tree, flat_pred, tmp_path / "out2" / "r.csv"), capsys)
+    assert code == 1 and "two prediction files" in err and f"{cases[0]}.nii" in err
+    assert outputs(tmp_path / "out2") == []
+
+
+def test_output_under_a_file_is_a_one_line_error(dataset, tmp_path, capsys):
+    gt_dir, pred_dir, _ = dataset
+    afile = tmp_path / "afile"
+    afile.write_text("user data")
+    code, err = run_cli(base_args(gt_dir, pred_dir, afile / "r.csv"), capsys)
+    assert code == 1 and str(afile) in err and "is a file, not a directory" in err, err
+    assert "Errno" not in err and len(err.strip().splitlines()) == 1
+    code, err = run_cli(base_args(gt_dir, pred_dir, tmp_path / "r.csv") + ["--plot", afile / "sub" / "f.png"], capsys)
+    assert code == 1 and "is a file, not a directory" in err
+    assert afile.read_text() == "user data" and not (tmp_path / "r.csv").exists()
+
+
+def test_failing_plot_leaves_no_csv(dataset, tmp_path, capsys, monkeypatch):
+    """A figure that cannot be saved (here: the disk is full) leaves neither CSVs nor temporary files."""
+    from matplotlib.figure import Figure
+
+    def full_disk(self, fname, *args, **kwargs):
+        Path(fname).write_bytes(b"\x89PNG partial")
+        raise OSError(errno.ENOSPC, "No space left on device", str(fname))
+
+    monkeypatch.setattr(Figure, "savefig", full_disk)
+    gt_dir, pred_dir, _ = dataset
+    out = tmp_path / "out" / "r.csv"
+    code, err = run_cli(base_args(gt_dir, pred_dir, out) + ["--plot", tmp_path / "out" / "fig.png"], capsys)
+    assert code == 1 and "no space left on device" in err, err
     assert outputs(out.parent) == []
 
 
@@ -164,28 +300,29 @@ def test_bad_labels_unreadable_files_and_folders(dataset, tmp_path, capsys):
     assert code == 1 and str(bad) in err and "labels must be 0-3" in err and "4" in err
     bad.write_bytes(b"not a nifti file at all")
     code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
-    assert code == 1 and str(bad) in err and "cannot read" in err
+    assert code == 1 and str(bad) in err and ("cannot read" in err or "corrupt" in err), err
     write_nifti(pred_dir / "BraTS-GLI-99999-000.nii.gz", arrays[cases[1]][1])
     code, err = run_cli(base_args(gt_dir, pred_dir, out), capsys)
     assert code == 1 and "BraTS-GLI-99999-000.nii.gz" in err and "without ground truth" in err
     empty = tmp_path / "empty"
     empty.mkdir()
     code, err = run_cli(base_args(empty, pred_dir, out), capsys)
-    assert code == 1 and str(empty) in err and "no .nii.gz" in err
+    assert code == 1 and str(empty) in err and "no ground-truth label files" in err
     code, err = run_cli(base_args(tmp_path / "nowhere", pred_dir, out), capsys)
-    assert code == 1 and "not a directory" in err
+    assert code == 1 and "nowhere: ground-truth folder not found" in err
     code, err = run_cli(base_args(gt_dir, pred_dir, out) + ["--plot", tmp_path / "fig.jpg"], capsys)
     assert code == 1 and ".png" in err
     assert outputs(out.parent) == [] and not (tmp_path / "fig.jpg").exists()
 
 
+@pytest.mark.slow  # spawns 2 worker processes
 def test_worker_error_leaves_no_output(dataset, tmp_path, capsys):
+    """A file whose header is fine (so the up-front check passes) fails inside a worker: nothing is written."""
     gt_dir, pred_dir, arrays = dataset
     bad = pred_dir / f"{sorted(arrays)[1]}.nii.gz"
-    bad.write_bytes(b"\x1f\x8b truncated")
+    bad.write_bytes(bad.read_bytes()[:-40])  # header intact (passes the up-front check), stream cut short
     out = tmp_path / "out" / "r.csv"
-    code, err = run_cli(base_args(gt_dir, pred_dir, out) + ["--num-workers", "2", "--plot", tmp_path / "f.png"],
-                        capsys)
+    code, err = run_cli(base_args(gt_dir, pred_dir, out) + ["--num-workers", "2", "--plot", tmp_path / "f.png"], capsys)
     assert code == 1 and str(bad) in err
     assert outputs(out.parent) == [] and not (tmp_path / "f.png").exists()
 

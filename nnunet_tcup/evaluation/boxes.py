@@ -80,7 +80,7 @@ def component_boxes(labels: np.ndarray, n: int) -> list[Box | None]:
         ]
     else:
         found = ndimage.find_objects(np.ascontiguousarray(labels), max_label=n)
-    return [None, *found]  # type: ignore[list-item]
+    return [None, *found]
 
 
 def count_in_box(labels: np.ndarray, label_id: int, box: Box | None) -> int:

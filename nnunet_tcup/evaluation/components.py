@@ -141,8 +141,8 @@ def merge_lesions(gt_mask: np.ndarray, dilation_iterations: int) -> GTLesions:
     gt_voxels = np.array([0] + [count_in_box(gt_cc, j, gt_boxes[j]) for j in range(1, n_gt + 1)], np.int64)
     dilated = np.zeros(shape, dtype=bool)
     for j in range(1, n_gt + 1):
-        box = grow_box(gt_boxes[j], dilation_iterations, shape)  # type: ignore[arg-type]
-        dilated[box] |= dilate(gt_cc[box] == j, dilation_iterations)
+        grown = grow_box(gt_boxes[j], dilation_iterations, shape)  # type: ignore[arg-type]
+        dilated[grown] |= dilate(gt_cc[grown] == j, dilation_iterations)
     dilated_labels, n = label_components(dilated, order="C")
     lesion_of = np.zeros(n_gt + 1, dtype=np.int64)
     for j in range(1, n_gt + 1):
@@ -155,7 +155,7 @@ def merge_lesions(gt_mask: np.ndarray, dilation_iterations: int) -> GTLesions:
     np.add.at(voxels, lesion_of[1:], gt_voxels[1:])
     boxes: list[Box | None] = [None] * (n + 1)
     for comps in components:
-        boxes[int(lesion_of[comps[0]])] = union_boxes([gt_boxes[j] for j in comps])  # type: ignore[misc]
+        boxes[int(lesion_of[comps[0]])] = union_boxes([gt_boxes[j] for j in comps])
     return GTLesions(gt_cc, n_gt, tuple(gt_boxes), lesion_of, dilated_labels, n, components, voxels, tuple(boxes))
 
 

@@ -35,11 +35,11 @@ def lesionwise_scores(
     lesion; ``num_fp`` is the number of false-positive components. Dice = sum(scored Dice) / (#scored + #FP),
     HD95 = (sum(scored HD95) + 374 #FP) / (#scored + #FP); when #scored + #FP = 0 the result is (1.0, 0.0).
     """
-    scored = np.asarray(scored, dtype=bool)
-    dice_arr = np.asarray(dice, dtype=np.float64)[scored] if scored.size else np.zeros(0)
-    hd_arr = np.asarray(hd95_mm, dtype=np.float64)[scored] if scored.size else np.zeros(0)
+    keep = np.asarray(scored, dtype=bool)
+    dice_arr = np.asarray(dice, dtype=np.float64)[keep] if keep.size else np.zeros(0)
+    hd_arr = np.asarray(hd95_mm, dtype=np.float64)[keep] if keep.size else np.zeros(0)
     hd_arr = np.where(np.isinf(hd_arr), MISSED_LESION_HD95, hd_arr)
-    denominator = int(scored.sum()) + int(num_fp)
+    denominator = int(keep.sum()) + int(num_fp)
     if denominator == 0:
         return 1.0, 0.0
     return float(np.sum(dice_arr) / denominator), float((np.sum(hd_arr) + num_fp * MISSED_LESION_HD95) / denominator)

@@ -48,7 +48,7 @@ def check_spacing(spacing: Sequence[float]) -> tuple[float, float, float]:
         raise ValueError(f"spacing must be 3 positive numbers (mm), got {spacing!r}") from None
     if len(values) != 3 or not all(np.isfinite(v) and v > 0 for v in values):
         raise ValueError(f"spacing must be 3 positive numbers (mm), got {spacing!r}")
-    return values  # type: ignore[return-value]
+    return values[0], values[1], values[2]
 
 
 def check_labels(labels: np.ndarray, name: str = "labels") -> np.ndarray:
