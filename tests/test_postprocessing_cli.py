@@ -502,3 +502,47 @@ def test_identity_when_no_filter_passes_changes_nothing_with_stock_nnunet_and_ap
             )  # identity kwargs: the output equals the input
             same = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / folder / f"case_{k}.nii.gz")))
             assert np.array_equal(same, sitk.GetArrayFromImage(sitk.ReadImage(str(pred / f"case_{k}.nii.gz"))))
+
+
+def test_output_under_a_file_is_refused_before_any_work(tmp_path, capsys):
+    pred, gt = tmp_path / "pred", tmp_path / "gt"
+    write_case_folders(pred, gt, 2, (16, 24, 24), seed=7)
+    (tmp_path / "afile").write_text("mine")
+    code, err = run_cli(
+        [
+            "postprocess",
+            "tune",
+            "--challenge",
+            "GLI",
+            "--pred",
+            pred,
+            "--gt",
+            gt,
+            "-o",
+            tmp_path / "afile" / "pp",
+            "--num-workers",
+            "1",
+        ],
+        capsys,
+    )
+    line = one_line_error(err)
+    assert code == 1 and "afile" in line and "caching cases" not in err
+    assert main(["postprocess", "preset", "--challenge", "GLI", "-o", str(tmp_path / "preset")]) == 0
+    code, err = run_cli(
+        [
+            "postprocess",
+            "apply",
+            "-i",
+            pred,
+            "-o",
+            tmp_path / "afile" / "out",
+            "--json",
+            tmp_path / "preset" / "postprocessing.json",
+            "--num-workers",
+            "1",
+        ],
+        capsys,
+    )
+    assert code == 1 and "afile" in one_line_error(err) and (tmp_path / "afile").read_text() == "mine"
+    code, err = run_cli(["postprocess", "preset", "--challenge", "GLI", "-o", tmp_path / "afile" / "pp"], capsys)
+    assert code == 1 and "afile" in one_line_error(err)

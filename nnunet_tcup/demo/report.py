@@ -240,6 +240,9 @@ def postprocessing_summary(model: ModelRun, pp: dict) -> str:
         if isinstance(preset, dict) and all(r in preset for r in regions):
             text += " (paper preset: " + "/".join(f"{preset[r]:.3f}" for r in regions) + ")"
         text += "."
+    warnings = pp.get("warnings")
+    if isinstance(warnings, list) and warnings:
+        text += " Tuning warnings: " + "; ".join(str(w) for w in warnings) + "."
     return text
 
 

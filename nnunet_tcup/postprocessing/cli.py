@@ -214,6 +214,7 @@ def run_tune(args: argparse.Namespace) -> int:
             "configuration": args.configuration,
             "folds": list(args.folds),
         }
+    check_output_folder(output)
     print(f"tuning the lesion filter for {challenge} on {len(pairs)} cases, {grid.size} candidates ({grid_name} grid)")
     report = tune(
         pairs, challenge, grid, grid_name, num_workers=args.num_workers, progress=True, noise_factor=noise_factor
@@ -237,6 +238,17 @@ def run_tune(args: argparse.Namespace) -> int:
         )
         _warn_if_other_best(layout, pkl)
     return 0
+
+
+def check_output_folder(folder) -> None:
+    """ValueError before any work if ``folder`` cannot be a folder: it, or its nearest existing parent, is a file."""
+    from pathlib import Path
+
+    path = Path(folder)
+    while not path.exists() and path.parent != path:
+        path = path.parent
+    if path.exists() and not path.is_dir():
+        raise ValueError(f"{folder}: {path} is a file, not a folder")
 
 
 def print_tune_summary(report: dict) -> None:
