@@ -25,6 +25,7 @@ from nnunet_tcup.postprocessing.lesion_filter import (
 from nnunet_tcup.postprocessing.selection import decide, leave_one_out, select
 from nnunet_tcup.postprocessing.tuning import (
     ThresholdGrid,
+    candidate_matrices,
     grid_search,
     named_grid,
     pick_best,
@@ -122,6 +123,13 @@ def test_grid_search_matches_brute_force(cases):
     result = grid_search(CandidateScorer(caches), grid)
     naive = brute_force_objective(cases, grid.candidates(), SPACING, "PED")
     np.testing.assert_allclose(result.objective.ravel(), naive, rtol=0, atol=1e-12)
+    # the per-case matrices used for selection: identity row first, then the grid in its order
+    candidates, scores, removed = candidate_matrices(CandidateScorer(caches), grid)
+    assert np.array_equal(candidates[1:], grid.candidates()) and tuple(candidates[0]) == (0, 0, 0, 1)
+    np.testing.assert_allclose(scores[1:].mean(axis=1), naive, rtol=0, atol=1e-12)
+    identity = brute_force_objective(cases, candidates[:1], SPACING, "PED")
+    np.testing.assert_allclose(scores[0].mean(), identity[0], rtol=0, atol=1e-12)
+    assert removed[0].sum() == 0 and scores.shape == removed.shape == (grid.size + 1, len(cases))
     index, best = pick_best(naive, grid.candidates())
     a, b, c, m = grid.candidates()[index]
     assert result.best == FilterParameters(a, b, c, int(m))

@@ -276,7 +276,7 @@ def tune_caches(
 
     challenge = check_challenge(challenge)
     if not math.isfinite(noise_factor) or noise_factor < 0:
-        raise ValueError(f"noise factor must be a finite number >= 0, got {noise_factor}")
+        raise ValueError(f"--min-gain-se (noise factor) must be a finite number >= 0, got {noise_factor}")
     candidates, scores, removed = candidate_matrices(CandidateScorer(caches), grid)
     chosen = select(scores, removed)
     best = pick_best(scores.mean(axis=1), candidates)[0]
@@ -347,11 +347,12 @@ def tune(
     challenge: str,
     grid: ThresholdGrid | None = None,
     grid_name: str = "paper",
-    num_workers: int = 1,
+    num_workers: int | None = 1,
     progress: bool = True,
     noise_factor: float = DEFAULT_NOISE_FACTOR,
 ) -> dict:
-    """Read and cache the case pairs, then :func:`tune_caches` (``grid`` None: the named grid)."""
+    """Read and cache the case pairs (``num_workers`` None: the package default), then :func:`tune_caches`
+    (``grid`` None: the named grid)."""
     from nnunet_tcup.challenges import check_challenge
 
     challenge = check_challenge(challenge)
