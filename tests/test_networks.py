@@ -6,9 +6,9 @@ import torch
 from torch import nn
 
 from nnunet_tcup.network_architecture import (
+    PAPER_HIDDEN_CHANNELS,
     ConvLSTM2d,
     ConvLSTMCell,
-    PAPER_HIDDEN_CHANNELS,
     PatchDiscriminator3D,
     TCuPGenerator,
     init_weights,
@@ -152,6 +152,45 @@ def test_c_skip_changes_output(level):
         handle.remove()
     assert (changed - base).abs().max() > 1e-4
     torch.testing.assert_close(net(x), base)
+
+
+@pytest.mark.parametrize("j", [1, 2, 4])
+def test_decoder_reads_the_encoder_h_sequence(j):
+    """The h skip: decoder level j's input ends with the pooled h sequence of encoder level L-1-j, unchanged."""
+    torch.manual_seed(0)
+    net = TCuPGenerator(4, 3, TINY).eval()
+    levels = len(net.encoder)
+    captured = {}
+    hooks = [net.encoder[levels - 1 - j].register_forward_hook(lambda m, i, o: captured.__setitem__("h", o[0])),
+             net.decoder[j].register_forward_pre_hook(lambda m, args: captured.__setitem__("u", args[0]))]
+    try:
+        net(torch.randn(1, 4, 3, 16, 16))
+    finally:
+        for hook in hooks:
+            hook.remove()
+    skip, decoder_input = captured["h"], captured["u"]
+    assert skip.abs().max() > 0
+    torch.testing.assert_close(decoder_input[:, :, -skip.shape[2]:], skip)
+
+
+def test_generator_scans_slices_first_to_last():
+    """The recurrence runs along increasing slice index: changing slices >= 3 leaves the first ConvLSTM's h of
+    slices 0..2 unchanged (a reversed scan would change them)."""
+    torch.manual_seed(0)
+    net = TCuPGenerator(4, 3, TINY).eval()
+    captured = []
+    hook = net.encoder[0].lstm.register_forward_hook(lambda m, i, o: captured.append(o[0]))
+    x = torch.randn(1, 4, 6, 8, 8)
+    x2 = x.clone()
+    x2[:, :, 3:] += 1.0
+    try:
+        net(x)
+        net(x2)
+    finally:
+        hook.remove()
+    h1, h2 = captured  # (T, B, C, H, W), T = slices
+    torch.testing.assert_close(h1[:3], h2[:3])
+    assert not torch.allclose(h1[3:], h2[3:])
 
 
 def test_gradients_reach_every_parameter():

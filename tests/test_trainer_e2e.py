@@ -22,13 +22,12 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from typing import Dict, NamedTuple
+from typing import NamedTuple
 
 import nibabel as nib
 import numpy as np
 import pytest
 import torch
-
 from conftest import run_command
 from test_trainer_support import (
     fresh_shell_env,
@@ -52,7 +51,7 @@ import torch
 from batchgenerators.utilities.file_and_folder_operations import join
 
 from nnunet_tcup.trainers.gan_step import unwrap
-from nnunet_tcup.trainers.nnUNetTrainerTCuPGAN import nnUNetTrainerTCuPGAN_finetune, nnUNetTrainerTCuPGAN_tiny
+from nnunet_tcup.trainers.variants.training_length import nnUNetTrainerTCuPGAN_finetune, nnUNetTrainerTCuPGAN_tiny
 
 
 class _Probe:
@@ -115,8 +114,8 @@ FINETUNE = "nnUNetTrainerTCuPGAN_probeFinetune"
 
 
 class GLIDataset(NamedTuple):
-    env: Dict[str, str]  # fresh shell: no nnUNet_extTrainer
-    user_env: Dict[str, str]  # nnUNet_extTrainer = the user's probe-trainer folder
+    env: dict[str, str]  # fresh shell: no nnUNet_extTrainer
+    user_env: dict[str, str]  # nnUNet_extTrainer = the user's probe-trainer folder
     raw: Path
     preprocessed: Path
 
@@ -147,7 +146,7 @@ def reference_run(gli: GLIDataset) -> Path:
     return model_folder(gli.env, gli.raw.name, UNINTERRUPTED) / "fold_0"
 
 
-def _train(env: Dict[str, str], dataset_id: int, trainer: str, *extra, check: bool = True, **env_extra):
+def _train(env: dict[str, str], dataset_id: int, trainer: str, *extra, check: bool = True, **env_extra):
     return run_command(["nnUNetv2_train", dataset_id, "3d_fullres", 0, "-tr", trainer, "-device", "cpu", *extra],
                        env={**env, **{k: str(v) for k, v in env_extra.items()}}, check=check)
 
@@ -156,7 +155,7 @@ def _load(path: Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)
 
 
-def _assert_same_tensors(a: Dict[str, torch.Tensor], b: Dict[str, torch.Tensor], what: str) -> None:
+def _assert_same_tensors(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor], what: str) -> None:
     assert a.keys() == b.keys(), what
     for key in a:
         assert torch.equal(a[key], b[key]), f"{what}: {key} differs"
@@ -197,7 +196,7 @@ def _check_checkpoint(fold_folder: Path, plans_file: Path, dataset_json: Path) -
     assert json.loads(dataset_json.read_text())["regions_class_order"] == [2, 1, 3]
 
 
-def _predict(env: Dict[str, str], images: Path, out: Path, *extra) -> None:
+def _predict(env: dict[str, str], images: Path, out: Path, *extra) -> None:
     run_command(["nnUNetv2_predict", "-i", images, "-o", out, "-d", DATASET_ID, "-c", "3d_fullres", "-tr", TRAINER,
                  "-f", 0, 1, "--save_probabilities", "-device", "cpu", "-npp", 1, "-nps", 1, *extra], env=env)
 

@@ -7,17 +7,20 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from nnunet_tcup.trainers.class_head import SigmoidClassesNetwork
 from nnunet_tcup.trainers.losses import (
+    ClassWeightedBCELoss,
     RegionWeightedBCELoss,
-    SoftmaxWeightedBCELoss,
     adversarial_loss,
+    class_log_probs,
     discriminator_loss,
+    disjoint_region_weights,
+    nested_to_disjoint,
     nonzero_gaussian_noise,
     num_mask_channels,
     one_hot_foreground,
     paper_class_weights,
     prediction_masks,
-    softmax_foreground_log_probs,
     target_masks,
 )
 from nnunet_tcup.trainers.schedulers import StepDecayLRScheduler
@@ -48,41 +51,107 @@ def test_class_weights_reject_bad_shapes():
         paper_class_weights(torch.zeros(3, 4))
 
 
-def test_region_loss_matches_manual_formula_and_is_finite_on_empty_patches():
+def _nested(snfh: int, netc: int, et: int, size: int = 4000) -> torch.Tensor:
+    """(1, 3, 1, 1, size) nested region masks WT/TC/ET built from disjoint class counts."""
+    labels = torch.zeros(size, dtype=torch.long)
+    labels[:et] = 3
+    labels[et:et + netc] = 1
+    labels[et + netc:et + netc + snfh] = 2
+    regions = torch.stack([labels > 0, (labels == 1) | (labels == 3), labels == 3]).float()
+    return regions.view(1, 3, 1, 1, size)
+
+
+def test_nested_regions_map_to_disjoint_classes():
+    classes = nested_to_disjoint(_nested(snfh=30, netc=20, et=10))
+    assert classes.sum(dim=(0, 2, 3, 4)).tolist() == [30, 20, 10]
+    assert classes.sum(dim=1).max() == 1  # disjoint
+
+
+def test_disjoint_region_weights_value_floor_and_empty_batch():
+    pseudo = 1e-3 * 4000
+    weights = disjoint_region_weights(_nested(snfh=600, netc=300, et=100))
+    expected = [1 - 600 / (1000 + pseudo), 1 - 300 / (1000 + pseudo), 1 - 100 / (1000 + pseudo)]
+    assert torch.allclose(weights, torch.tensor(expected))
+    assert torch.equal(disjoint_region_weights(_nested(0, 0, 0)), torch.ones(3))
+    assert disjoint_region_weights(_nested(900, 0, 0))[0] == pytest.approx(1 / 3)  # edema only: floor, not 0
+
+
+def test_disjoint_region_weights_have_no_jump_between_one_and_two_class_batches():
+    """The issue's example: an edema-only patch, then the same patch plus 20 TC voxels."""
+    one = disjoint_region_weights(_nested(snfh=2000, netc=0, et=0))
+    two = disjoint_region_weights(_nested(snfh=2000, netc=20, et=0))
+    assert (one - two).abs().max() < 0.02
+    old_one, old_two = paper_class_weights(_nested(2000, 0, 0)), paper_class_weights(_nested(2000, 20, 0))
+    assert (old_one - old_two).abs().max() > 0.9  # the paper's formula on regions jumps (the reason for the rule)
+    assert two.min() >= 1 / 3  # WT false positives always penalised
+
+
+def test_paper_class_weights_guard_runs_on_the_device_without_host_sync():
+    class NoHostRead(torch.Tensor):
+        def __bool__(self):
+            raise AssertionError("host read of a device value")
+
+    masks = _masks([5, 0, 0]).as_subclass(NoHostRead)
+    weights = paper_class_weights(masks)
+    assert torch.equal(weights.as_subclass(torch.Tensor), torch.ones(3))
+
+
+@pytest.mark.parametrize("rule", ["disjoint", "paper"])
+def test_region_loss_matches_manual_formula_and_is_finite_on_empty_patches(rule):
     g = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 3, 4, 6, 6, generator=g)
-    target = (torch.rand(2, 3, 4, 6, 6, generator=g) > 0.7).to(torch.int16)
-    weights = paper_class_weights(target.float())
+    labels = torch.randint(0, 4, (2, 4, 6, 6), generator=g)
+    target = torch.stack([labels > 0, (labels == 1) | (labels == 3), labels == 3], dim=1).to(torch.int16)
+    weights = (disjoint_region_weights if rule == "disjoint" else paper_class_weights)(target.float())
+    assert not torch.allclose(weights, torch.ones(3))  # so that dropping the weights is noticed
     manual = 200 * (F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
                     * weights.view(1, 3, 1, 1, 1)).mean()
-    assert torch.allclose(RegionWeightedBCELoss()(logits, target), manual)
-    empty = RegionWeightedBCELoss()(logits.requires_grad_(), torch.zeros_like(target))
+    assert torch.allclose(RegionWeightedBCELoss(weight_rule=rule)(logits, target), manual)
+    empty = RegionWeightedBCELoss(weight_rule=rule)(logits.requires_grad_(), torch.zeros_like(target))
     empty.backward()
     assert torch.isfinite(empty) and torch.isfinite(logits.grad).all()
     with pytest.raises(ValueError, match="must match"):
         RegionWeightedBCELoss()(logits, target[:, :2])
+    with pytest.raises(ValueError, match="weight_rule"):
+        RegionWeightedBCELoss(weight_rule="other")
 
 
-def test_softmax_loss_equals_bce_on_softmax_probabilities():
+def test_classes_head_is_the_papers_label_rule():
+    """softmax of the head's logits = [1 - sum P, P_1..P_K] (normalised when sum P > 1): argmax = the paper's rule."""
+    s = torch.tensor([[-3.0, -1.0, 0.5], [2.0, 1.5, 1.0], [-6.0, -7.0, -5.0]]).view(3, 3, 1, 1, 1)
+    network = SigmoidClassesNetwork(torch.nn.Identity())
+    probabilities = torch.softmax(network(s), dim=1)[..., 0, 0, 0]
+    p = torch.sigmoid(s)[..., 0, 0, 0]
+    background = (1 - p.sum(1, keepdim=True)).clamp_min(1e-6)
+    paper = torch.cat([background, p], 1)
+    paper = paper / paper.sum(1, keepdim=True)
+    torch.testing.assert_close(probabilities, paper)
+    assert probabilities.argmax(1).tolist() == [3, 1, 0]
+
+
+def test_class_loss_equals_weighted_bce_on_sigmoid_probabilities():
     g = torch.Generator().manual_seed(1)
-    logits = torch.randn(2, 4, 3, 5, 5, generator=g, dtype=torch.float64) * 2
+    s = torch.randn(2, 3, 3, 5, 5, generator=g, dtype=torch.float64) * 2
     labels = torch.randint(0, 4, (2, 1, 3, 5, 5), generator=g)
-    probabilities = torch.softmax(logits, 1)[:, 1:]
+    logits = SigmoidClassesNetwork(torch.nn.Identity())(s)
     masks = one_hot_foreground(labels, 4)
-    manual = 200 * (F.binary_cross_entropy(probabilities, masks.double(), reduction="none")
-                    * paper_class_weights(masks).double().view(1, 3, 1, 1, 1)).mean()
-    assert torch.allclose(SoftmaxWeightedBCELoss()(logits, labels).double(), manual, rtol=1e-5)
+    weights = paper_class_weights(masks).double()
+    assert not torch.allclose(weights, torch.ones(3, dtype=torch.float64))
+    manual = 200 * (F.binary_cross_entropy_with_logits(s, masks.double(), reduction="none")
+                    * weights.view(1, 3, 1, 1, 1)).mean()
+    assert torch.allclose(ClassWeightedBCELoss()(logits, labels).double(), manual, rtol=1e-5)
 
 
-def test_softmax_log_probabilities_stay_finite_for_extreme_logits():
-    logits = torch.tensor([[300.0, -300.0, 0.0, 50.0]]).view(1, 4, 1, 1, 1)
-    log_p, log_not_p = softmax_foreground_log_probs(logits)
+def test_class_log_probabilities_stay_finite_for_extreme_logits():
+    s = torch.tensor([300.0, -300.0, 50.0]).view(1, 3, 1, 1, 1).requires_grad_()
+    logits = SigmoidClassesNetwork(torch.nn.Identity())(s)
+    log_p, log_not_p = class_log_probs(logits)
     assert torch.isfinite(log_p).all() and torch.isfinite(log_not_p).all()
-    labels = torch.full((1, 1, 1, 1, 1), 1)
-    loss = SoftmaxWeightedBCELoss()(logits.requires_grad_(), labels)
+    labels = torch.full((1, 1, 1, 1, 1), 2)  # SNFH: s_2 = -300 is wrong by 300
+    loss = ClassWeightedBCELoss()(logits, labels)
     loss.backward()
-    assert torch.isfinite(loss) and torch.isfinite(logits.grad).all()
-    assert loss.item() == pytest.approx(200 * 600 / 3, rel=1e-4)  # -log p_1 = 600, others ~0; weights 1
+    assert torch.isfinite(loss) and torch.isfinite(s.grad).all()
+    assert loss.item() == pytest.approx(200 * (87.3 + 300 + 50) / 3, rel=2e-3)  # class 1 clamped at log(tiny)
 
 
 def test_one_hot_foreground_channels_and_errors():
@@ -98,11 +167,12 @@ def test_discriminator_sees_matching_channels_for_prediction_and_ground_truth():
     logits_regions = torch.randn(2, 3, 2, 4, 4)
     regions = (torch.rand(2, 3, 2, 4, 4) > 0.5)
     assert prediction_masks(logits_regions, True).shape == target_masks(regions, True, 3).shape == (2, 3, 2, 4, 4)
-    logits_labels = torch.randn(2, 4, 2, 4, 4)
+    s = torch.randn(2, 3, 2, 4, 4)
+    logits_labels = SigmoidClassesNetwork(torch.nn.Identity())(s)
     labels = torch.randint(0, 4, (2, 1, 2, 4, 4))
     fake = prediction_masks(logits_labels, False)
     assert fake.shape == target_masks(labels, False, 4).shape == (2, 3, 2, 4, 4)
-    assert torch.allclose(fake, torch.softmax(logits_labels, 1)[:, 1:])
+    assert torch.allclose(fake, torch.sigmoid(s))  # the paper's D sees the sigmoid class outputs
     assert num_mask_channels(3, True) == 3 and num_mask_channels(4, False) == 3
 
 

@@ -18,10 +18,11 @@ import torch
 import torch.multiprocessing as mp
 
 from nnunet_tcup.network_architecture import PatchDiscriminator3D, TCuPGenerator
-from nnunet_tcup.trainers.gan_step import GANTargets, OptimiserSlot, frozen, gan_train_step, unwrap
+from nnunet_tcup.trainers.class_head import SigmoidClassesNetwork
+from nnunet_tcup.trainers.gan_step import GANTargets, OptimiserSlot, frozen, gan_train_step, losses_to_host, unwrap
 from nnunet_tcup.trainers.losses import (
+    ClassWeightedBCELoss,
     RegionWeightedBCELoss,
-    SoftmaxWeightedBCELoss,
     adversarial_loss,
     discriminator_loss,
     prediction_masks,
@@ -34,8 +35,9 @@ LR = 0.1
 
 def _networks(regions: bool, dropout: float = 0.0):
     torch.manual_seed(0)
-    heads = 3 if regions else 4
-    generator = TCuPGenerator(4, heads, hidden_channels=(4, 8))
+    generator = TCuPGenerator(4, 3, hidden_channels=(4, 8))
+    if not regions:  # the paper's classes: 3 sigmoid outputs handed to nnU-Net as 4 softmax logits
+        generator = SigmoidClassesNetwork(generator)
     discriminator = PatchDiscriminator3D(4 + 3, features=(4, 8), dropout=dropout)
     return generator, discriminator
 
@@ -56,12 +58,12 @@ def _grads(loss: torch.Tensor, module: torch.nn.Module):
     return torch.autograd.grad(loss, params, allow_unused=True)
 
 
-@pytest.mark.parametrize("regions", [True, False], ids=["regions", "labels"])
+@pytest.mark.parametrize("regions", [True, False], ids=["regions", "classes"])
 def test_update_rule_matches_reference(regions: bool) -> None:
     generator, discriminator = _networks(regions)
     g_ref, d_ref = copy.deepcopy(generator), copy.deepcopy(discriminator)
     data, target = _data(regions)
-    loss_fn = RegionWeightedBCELoss() if regions else SoftmaxWeightedBCELoss()
+    loss_fn = RegionWeightedBCELoss() if regions else ClassWeightedBCELoss()
     heads = 3 if regions else 4
 
     # reference gradients at the starting point
@@ -77,7 +79,10 @@ def test_update_rule_matches_reference(regions: bool) -> None:
                          OptimiserSlot(torch.optim.SGD(generator.parameters(), lr=LR), None, None),
                          OptimiserSlot(torch.optim.SGD(discriminator.parameters(), lr=LR), None, None),
                          contextlib.nullcontext)
+    assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in out.values())  # no host copy in the step
     assert out["adv_loss"] > 0 and out["disc_loss"] == pytest.approx(d_loss.item(), rel=1e-5)
+    host = losses_to_host([out, out])
+    assert [float(h["disc_loss"]) for h in host] == [pytest.approx(d_loss.item(), rel=1e-5)] * 2
     for p_new, p_old, grad in zip(generator.parameters(), g_ref.parameters(), g_grads):
         expected = p_old.detach() - LR * (grad if grad is not None else 0)
         assert torch.allclose(p_new, expected, atol=1e-6)
@@ -125,6 +130,7 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_ddp_keeps_generator_and_discriminator_replicas_identical(tmp_path: Path) -> None:
     mp.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
     rank0, rank1 = (torch.load(tmp_path / f"rank{r}.pt", weights_only=False) for r in (0, 1))

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Dict, Iterable, Sequence
 
 from conftest import run_command
 
@@ -13,7 +13,7 @@ TINY_PATCH = (16, 32, 32)
 TINY_BATCH = 2
 
 
-def fresh_shell_env(env: Dict[str, str]) -> Dict[str, str]:
+def fresh_shell_env(env: dict[str, str]) -> dict[str, str]:
     """``env`` without ``nnUNet_extTrainer`` (as in a new shell: only the package's .pth hook may add it).
 
     The pytest process itself ran the hook, so its own environment already holds the variable; dropping it shows
@@ -25,23 +25,25 @@ def fresh_shell_env(env: Dict[str, str]) -> Dict[str, str]:
     return env
 
 
-def make_brats_dataset(env: Dict[str, str], work: Path, dataset_id: int, challenge: str = "GLI",
+def make_brats_dataset(env: dict[str, str], work: Path, dataset_id: int, challenge: str = "GLI",
                        n_train: int = 6, n_test: int = 0, shape: Sequence[int] = (48, 48, 32),
-                       seed: int = 1) -> Path:
-    """Synthetic BraTS cases (``nnunet_tcup synth``) converted to ``$nnUNet_raw`` (``nnunet_tcup convert``).
+                       seed: int = 1, mode: str = "regions", test_seg: bool = False) -> Path:
+    """Synthetic BraTS cases (``nnunet_tcup synth``) converted to ``$nnUNet_raw`` (``nnunet_tcup convert --mode``).
 
-    Returns the raw dataset folder. ``shape`` is (x, y, z) in voxels.
+    Returns the raw dataset folder. ``shape`` is (x, y, z) in voxels. ``test_seg``: the test cases keep their
+    ``-seg`` files (ground truth for scoring predictions; the converter does not copy them).
     """
     shape_args = [str(s) for s in shape]
     train = work / f"synth_{challenge}_{dataset_id}_train"
     run_command(["nnunet_tcup", "synth", train, "--challenge", challenge, "--cases", n_train,
                  "--shape", *shape_args, "--seed", seed], env=env)
     convert = ["nnunet_tcup", "convert", "--challenge", challenge, "--dataset-id", dataset_id, "--train", train,
-               "--num-workers", 1, "--no-progress"]
+               "--mode", mode, "--num-workers", 1, "--no-progress"]
     if n_test:
         test = work / f"synth_{challenge}_{dataset_id}_test"
         run_command(["nnunet_tcup", "synth", test, "--challenge", challenge, "--cases", n_test, "--shape",
-                     *shape_args, "--seed", seed + 1000, "--no-seg", "--start-index", 900], env=env)
+                     *shape_args, "--seed", seed + 1000, *([] if test_seg else ["--no-seg"]), "--start-index", 900],
+                    env=env)
         convert += ["--test", test]
     run_command(convert, env=env)
     folders = list(Path(env["nnUNet_raw"]).glob(f"Dataset{dataset_id:03d}_*"))
@@ -49,7 +51,7 @@ def make_brats_dataset(env: Dict[str, str], work: Path, dataset_id: int, challen
     return folders[0]
 
 
-def planning_env(env: Dict[str, str]) -> Dict[str, str]:
+def planning_env(env: dict[str, str]) -> dict[str, str]:
     """nnU-Net 2.8.1's planner calls ``torch.set_num_threads(nnUNet_n_proc_DA)``, which fails for 0: use 1 there."""
     return {**env, "nnUNet_n_proc_DA": "1"}
 
@@ -63,7 +65,7 @@ def shrink_plans(plans_file: Path, patch: Sequence[int] = TINY_PATCH, batch: int
     plans_file.write_text(json.dumps(plans, indent=2))
 
 
-def plan_and_preprocess(env: Dict[str, str], dataset_id: int, patch: Sequence[int] = TINY_PATCH,
+def plan_and_preprocess(env: dict[str, str], dataset_id: int, patch: Sequence[int] = TINY_PATCH,
                         batch: int = TINY_BATCH) -> Path:
     """``nnUNetv2_plan_and_preprocess -c 3d_fullres`` with one process, then :func:`shrink_plans`.
 
@@ -77,7 +79,7 @@ def plan_and_preprocess(env: Dict[str, str], dataset_id: int, patch: Sequence[in
     return folders[0]
 
 
-def model_folder(env: Dict[str, str], dataset_name: str, trainer: str, plans: str = "nnUNetPlans",
+def model_folder(env: dict[str, str], dataset_name: str, trainer: str, plans: str = "nnUNetPlans",
                  configuration: str = "3d_fullres") -> Path:
     """``$nnUNet_results/<dataset>/<trainer>__<plans>__<configuration>``."""
     return Path(env["nnUNet_results"]) / dataset_name / f"{trainer}__{plans}__{configuration}"
@@ -90,7 +92,7 @@ def write_user_trainers(folder: Path, module_name: str, source: str) -> Path:
     return folder
 
 
-def with_user_trainer_folder(env: Dict[str, str], folders: Iterable[Path]) -> Dict[str, str]:
+def with_user_trainer_folder(env: dict[str, str], folders: Iterable[Path]) -> dict[str, str]:
     """``env`` whose ``nnUNet_extTrainer`` lists only the user's ``folders`` (the package's hook appends its own)."""
     return {**env, "nnUNet_extTrainer": os.pathsep.join(str(f) for f in folders)}
 

@@ -8,23 +8,22 @@ from __future__ import annotations
 import copy
 import math
 from pathlib import Path
-from typing import Dict
 
 import numpy as np
 import pytest
 import torch
 
 from nnunet_tcup.network_architecture import PatchDiscriminator3D, TCuPGenerator
+from nnunet_tcup.trainers.class_head import SigmoidClassesNetwork
 from nnunet_tcup.trainers.gan_step import unwrap
-from nnunet_tcup.trainers.losses import RegionWeightedBCELoss, SoftmaxWeightedBCELoss
-from nnunet_tcup.trainers.nnUNetTrainerTCuPGAN import (
-    GAN_CHECKPOINT_KEYS,
-    nnUNetTrainerTCuPGAN,
+from nnunet_tcup.trainers.losses import ClassWeightedBCELoss, RegionWeightedBCELoss
+from nnunet_tcup.trainers.nnUNetTrainerTCuPGAN import GAN_CHECKPOINT_KEYS, nnUNetTrainerTCuPGAN
+from nnunet_tcup.trainers.progress_logger import GAN_LOG_KEYS
+from nnunet_tcup.trainers.variants.training_length import (
     nnUNetTrainerTCuPGAN_5epochs,
     nnUNetTrainerTCuPGAN_finetune,
     nnUNetTrainerTCuPGAN_tiny,
 )
-from nnunet_tcup.trainers.progress_logger import GAN_LOG_KEYS
 
 PATCH = [8, 16, 16]
 DATASET = "Dataset987_UnitTCuP"
@@ -95,7 +94,7 @@ def _trainer(cls=nnUNetTrainerTCuPGAN_tiny, dataset_json: dict = REGIONS_JSON, f
     return trainer
 
 
-def _batch(regions: bool, seed: int = 0) -> Dict[str, torch.Tensor]:
+def _batch(regions: bool, seed: int = 0) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
     data = torch.randn((2, 4, *PATCH), generator=g)
     data[:, :, :, :2] = 0  # background rows: exactly 0 in all channels
@@ -109,7 +108,7 @@ def _batch(regions: bool, seed: int = 0) -> Dict[str, torch.Tensor]:
     return {"data": data, "target": regions_t}
 
 
-def _state_copy(module: torch.nn.Module) -> Dict[str, torch.Tensor]:
+def _state_copy(module: torch.nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in module.state_dict().items()}
 
 
@@ -164,11 +163,56 @@ def test_build_network_architecture_is_static_and_generator_only(nnunet_dirs: Pa
     network.load_state_dict(unwrap(trainer.network).state_dict(), strict=True)
 
 
+def test_classes_formulation_reaches_the_predictor_through_the_saved_plans(nnunet_dirs: Path) -> None:
+    """A label dataset: the trainer records "classes" in its plans; the predictor, given those plans and the number
+    of labels (4 with background), builds the same wrapped network and loads the weights strictly."""
+    from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
+
+    trainer = _trainer(dataset_json=LABELS_JSON)
+    assert trainer.formulation == "classes" and isinstance(unwrap(trainer.network), SigmoidClassesNetwork)
+    saved_plans = copy.deepcopy(trainer.plans_manager.plans)  # what nnU-Net writes to the model folder
+    assert saved_plans["tcup_gan"]["formulation"] == "classes"
+    manager = PlansManager(saved_plans)
+    network = nnUNetTrainerTCuPGAN.build_network_architecture(manager, manager.get_configuration("3d_fullres"), 4, 4,
+                                                              enable_deep_supervision=False)
+    network.load_state_dict(unwrap(trainer.network).state_dict(), strict=True)
+    probabilities = torch.softmax(network(torch.randn(1, 4, *PATCH)), dim=1)
+    assert probabilities.shape == (1, 4, *PATCH)
+    torch.testing.assert_close(probabilities.sum(1), torch.ones(1, *PATCH))
+    assert _trainer().plans_manager.plans["tcup_gan"]["formulation"] == "regions"
+
+
+def test_training_log_names_networks_formulation_and_loss_weights(nnunet_dirs: Path) -> None:
+    for dataset_json, formulation, weights in ((REGIONS_JSON, "regions", "disjoint"),
+                                               (LABELS_JSON, "classes", "paper")):
+        trainer = _trainer(dataset_json=dataset_json)
+        log = Path(trainer.log_file).read_text()
+        assert "TCuP-GAN generator: " in log and "2,363,651 parameters" in log
+        assert f"discriminator: PatchDiscriminator3D, {sum(p.numel() for p in trainer.discriminator.parameters()):,}" \
+            in log
+        assert f"formulation: {formulation}" in log and weights in log and "200 * W * BCE" in log
+
+
+@pytest.mark.parametrize("n_train, n_val, iterations, val_iterations",
+                         [(7, 3, 4, 2), (8, 2, 4, 1), (1000, 251, 500, 50), (1001, 250, 501, 50)])
+def test_epoch_is_one_pass_over_the_training_cases(nnunet_dirs: Path, monkeypatch: pytest.MonkeyPatch,
+                                                   n_train: int, n_val: int, iterations: int,
+                                                   val_iterations: int) -> None:
+    """The real trainer's epoch arithmetic (batch size 2 from the plans): ceil(n_train / 2) iterations."""
+    from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+    monkeypatch.setattr(nnUNetTrainer, "on_train_start", lambda self: None)  # no dataloaders
+    trainer = _trainer(nnUNetTrainerTCuPGAN)
+    trainer.do_split = lambda: ([f"tr{i}" for i in range(n_train)], [f"val{i}" for i in range(n_val)])
+    trainer.on_train_start()
+    assert (trainer.num_iterations_per_epoch, trainer.num_val_iterations_per_epoch) == (iterations, val_iterations)
+
+
 @pytest.mark.parametrize("dataset_json", [REGIONS_JSON, LABELS_JSON], ids=["regions", "labels"])
 def test_train_step_updates_both_networks(nnunet_dirs: Path, dataset_json: dict) -> None:
     trainer = _trainer(dataset_json=dataset_json)
     regions = dataset_json is REGIONS_JSON
-    assert isinstance(trainer.loss, RegionWeightedBCELoss if regions else SoftmaxWeightedBCELoss)
+    assert isinstance(trainer.loss, RegionWeightedBCELoss if regions else ClassWeightedBCELoss)
     assert trainer.discriminator.input_channels == 4 + 3
     g_before, d_before = _state_copy(trainer.network), _state_copy(trainer.discriminator)
     trainer.on_train_epoch_start()
@@ -198,6 +242,26 @@ def test_train_step_amp_path_with_two_grad_scalers(nnunet_dirs: Path) -> None:
     assert all(math.isfinite(v) for v in out.values())
     assert trainer.grad_scaler.get_scale() > 0 and trainer.grad_scaler_discriminator.get_scale() > 0
     assert any(not torch.equal(v, trainer.discriminator.state_dict()[k]) for k, v in d_before.items())
+
+
+def test_each_grad_scaler_serves_its_own_optimiser(nnunet_dirs: Path) -> None:
+    """The generator's GradScaler unscales/steps only the generator's optimiser, and the discriminator's its own."""
+    calls = []
+
+    class RecordingScaler(torch.amp.GradScaler):
+        def __init__(self, name: str):
+            super().__init__("cpu", init_scale=2.0 ** 4)
+            self.name = name
+
+        def step(self, optimizer, *args, **kwargs):
+            calls.append((self.name, optimizer))
+            return super().step(optimizer, *args, **kwargs)
+
+    trainer = _trainer()
+    trainer.grad_scaler, trainer.grad_scaler_discriminator = RecordingScaler("G"), RecordingScaler("D")
+    trainer.on_train_epoch_start()
+    trainer.train_step(_batch(True))
+    assert calls == [("G", trainer.optimizer), ("D", trainer.optimizer_discriminator)]
 
 
 def test_checkpoint_round_trip_restores_gan_state(nnunet_dirs: Path, tmp_path: Path) -> None:

@@ -15,8 +15,9 @@ has its own optimiser and its own ``GradScaler`` (or none on CPU), with unscale 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Callable, ContextManager, Dict, Iterator, Optional
 
 import torch
 from torch import nn
@@ -36,8 +37,8 @@ class OptimiserSlot:
     """Optimiser, optional GradScaler (CUDA AMP) and gradient-norm clip of one network."""
 
     optimizer: torch.optim.Optimizer
-    scaler: Optional[torch.amp.GradScaler] = None
-    clip_norm: Optional[float] = 12.0
+    scaler: torch.amp.GradScaler | None = None
+    clip_norm: float | None = 12.0
 
 
 @dataclass
@@ -90,13 +91,15 @@ def backward_and_step(loss: torch.Tensor, module: nn.Module, slot: OptimiserSlot
 def gan_train_step(generator: nn.Module, discriminator: nn.Module, data: torch.Tensor, target: torch.Tensor,
                    supervised_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], targets: GANTargets,
                    generator_slot: OptimiserSlot, discriminator_slot: OptimiserSlot,
-                   autocast: Callable[[], ContextManager], adversarial_weight: float = 1.0) -> Dict[str, float]:
-    """Run one generator update then one discriminator update; return the three loss values as floats.
+                   autocast: Callable[[], AbstractContextManager],
+                   adversarial_weight: float = 1.0) -> dict[str, torch.Tensor]:
+    """Run one generator update then one discriminator update; return the three loss values (detached 0-d tensors).
 
     ``data``: ``(B, C_in, D, H, W)`` network input; ``target``: nnU-Net target (region masks ``(B, R, ...)`` or label
     map ``(B, 1, ...)``). Generator loss ``supervised_loss + adversarial_weight * BCE(D(x, pred), 1)``; discriminator
     loss ``(BCE(D(x, gt), 1) + BCE(D(x, pred.detach()), 0)) / 2``.
-    Returned keys: ``loss`` (supervised term), ``adv_loss``, ``disc_loss``.
+    Returned keys: ``loss`` (supervised term), ``adv_loss``, ``disc_loss``; they stay on the device (no host sync
+    in the step): :func:`losses_to_host` copies a whole epoch's values at once.
     """
     plain_discriminator = unwrap(discriminator)
 
@@ -119,5 +122,17 @@ def gan_train_step(generator: nn.Module, discriminator: nn.Module, data: torch.T
         disc = discriminator_loss(real_scores, fake_scores)
     backward_and_step(disc, discriminator, discriminator_slot)
 
-    return {"loss": float(supervised.detach().cpu()), "adv_loss": float(adversarial.detach().cpu()),
-            "disc_loss": float(disc.detach().cpu())}
+    return {"loss": supervised.detach(), "adv_loss": adversarial.detach(), "disc_loss": disc.detach()}
+
+
+def losses_to_host(outputs: list[dict]) -> list[dict]:
+    """Step outputs whose tensor values are copied to the host in one transfer per key, as numpy float arrays."""
+    if not outputs:
+        return outputs
+    converted: list[dict] = [dict(o) for o in outputs]
+    for key, value in outputs[0].items():
+        if isinstance(value, torch.Tensor):
+            values = torch.stack([o[key].reshape(()).float() for o in outputs]).cpu().numpy()
+            for out, v in zip(converted, values):
+                out[key] = v
+    return converted

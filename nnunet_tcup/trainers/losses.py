@@ -1,29 +1,34 @@
-"""TCuP-GAN losses (paper section 4.2), written for nnU-Net's two kinds of targets.
+"""TCuP-GAN losses (paper section 4.2) for nnU-Net's two kinds of datasets, and the paper's input noise.
 
-Shapes: logits ``(B, C, D, H, W)`` (any number of spatial axes), D being nnU-Net's first spatial axis.
+Shapes: logits ``(B, C, D, H, W)`` (any number of spatial axes), D being nnU-Net's first spatial axis. Voxel counts
+``n_c`` run over the whole batch and all voxels. Nothing here reads a device value on the host (no ``if`` on a
+tensor, no ``.item()``): a loss evaluation never synchronises a CUDA stream.
 
-Supervised term ``BCE' = gamma * W * BCE`` with per-class weights ``W_c = 1 - sum(gt_c) / sum(gt)``:
+Supervised term ``gamma * mean_{b,c,voxels}(W_c * BCE_c)`` with per-channel weights ``W`` from one of two rules:
 
-* sums run over the whole batch and all voxels (``sum(gt)`` adds the voxel counts of every class);
-* the loss is the mean over batch, classes and voxels of ``W_c * bce``;
-* guard: when fewer than two classes have foreground voxels in the batch (empty patch: ``0/0``; one-class patch:
-  the formula gives weight 0 to the only class present, so the generator would get no positive signal from it) all
-  weights are 1, i.e. plain BCE. This never produces NaN or infinite values.
+* **paper** (:func:`paper_class_weights`): ``W_c = 1 - n_c / sum_k n_k`` on the channels themselves. Guard: when
+  fewer than two channels have foreground voxels (empty patch: ``0/0``; one-class patch: weight 0 for the only class
+  present) all weights are 1. This is the paper's rule on its native disjoint classes (NETC, SNFH, ET).
+* **disjoint** (:func:`disjoint_region_weights`, default for nested region datasets): on nested regions (WT ⊇ TC ⊇
+  ET) the paper's formula degenerates (WT always gets the lowest weight, <= 2/3, and its guard jumps between a
+  one-class and a two-class batch). Here the weights are computed on the disjoint classes the regions are made of
+  (``region_r - region_{r+1}``: WT-TC = SNFH, TC-ET = NETC, ET) and each region gets the weight of the class it adds
+  (its outer boundary is that class's boundary): ``W_c = max(1 / K, 1 - n_c / (sum_k n_k + s))`` with ``K`` classes
+  and a pseudo-count ``s`` of 0.1 % of the voxels per channel. The floor ``1/K`` keeps a dominant (or the only)
+  class trained; ``s`` makes the weights continuous in the counts (an empty patch gives all ones and one extra voxel
+  changes them by about ``1/s``), so there is no jump between one- and two-class batches.
 
-Region datasets (nnU-Net ``regions``, e.g. BraTS WT/TC/ET, sigmoid at inference): the channels are the regions, the
-loss is ``BCEWithLogits`` of each region logit against nnU-Net's region mask.
+Formulations (see :mod:`nnunet_tcup.trainers.class_head`):
 
-Label datasets (softmax over background + classes at inference): to train the way nnU-Net infers, the per-class
-probabilities are the softmax probabilities ``p_c``; the BCE of every foreground class ``c >= 1`` against its one-hot
-mask is computed from the logits in log space (``log p_c = log_softmax``, ``log(1 - p_c) = logsumexp_{k != c} z_k -
-logsumexp_k z_k``), so it stays finite and exact in fp32. The background channel gets no term of its own: it is
-``1 - sum_c p_c`` and is pushed to 1 wherever all foreground masks are 0. These are the paper's three one-hot class
-channels, with nnU-Net's softmax instead of independent sigmoids.
+* regions (nnU-Net ``regions``, e.g. BraTS WT/TC/ET, sigmoid at inference): ``BCEWithLogits`` of each region logit;
+* classes (a plain label dataset, the paper's formulation): the network outputs ``K + 1`` logits
+  ``z = [log(max(1 - sum_k sigmoid(s_k), eps)), log sigmoid(s_1), ..., log sigmoid(s_K)]``; the loss is the paper's
+  weighted BCE of ``P_k = sigmoid(s_k) = exp(z_k)`` against one-hot classes, computed in log space
+  (``log P_k = z_k``, ``log(1 - P_k) = log(-expm1(z_k))``), exact and finite in fp32.
 
-The discriminator sees ``cat(image, mask)``: the mask is the probabilities of the prediction (sigmoid of the region
-logits, or softmax probabilities of the foreground classes) against the region masks / one-hot foreground classes of
-the ground truth; both have the same channels. Adversarial terms are ``BCEWithLogits`` against all-ones / all-zeros
-(logits everywhere: safe under CUDA autocast).
+The discriminator sees ``cat(image, mask)``: the mask is the per-channel probabilities of the prediction (sigmoid of
+the region logits, or ``P_k``) against the region masks / one-hot classes of the ground truth (same channels).
+Adversarial terms are ``BCEWithLogits`` against all-ones / all-zeros (logits everywhere: safe under CUDA autocast).
 """
 from __future__ import annotations
 
@@ -31,22 +36,51 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+#: Pseudo-count of the disjoint rule, as a fraction of the voxels per channel in the batch.
+DISJOINT_PSEUDO_COUNT_FRACTION = 1e-3
+WEIGHT_RULES = ("paper", "disjoint")
+
+
+def _class_counts(masks: torch.Tensor) -> torch.Tensor:
+    """Voxel counts per channel of binary masks ``(B, C, *spatial)``, over batch and space; shape ``(C,)``, fp32."""
+    if masks.ndim < 3:
+        raise ValueError(f"target masks must be (B, C, *spatial), got shape {tuple(masks.shape)}")
+    return masks.detach().float().sum(dim=[0] + list(range(2, masks.ndim)))
+
 
 def paper_class_weights(target_masks: torch.Tensor) -> torch.Tensor:
-    """Per-class weights ``W_c = 1 - n_c / sum_k n_k`` from binary masks ``(B, C, *spatial)``; shape ``(C,)``, fp32.
+    """The paper's ``W_c = 1 - n_c / sum_k n_k`` from binary masks ``(B, C, *spatial)``; shape ``(C,)``, fp32.
 
-    ``n_c`` counts voxels of class ``c`` over batch and space. Guard: if fewer than two classes are present all
-    weights are 1 (see module docstring).
+    Guard: if fewer than two channels are present all weights are 1 (evaluated on the device, no host sync).
     """
-    if target_masks.ndim < 3:
-        raise ValueError(f"target masks must be (B, C, *spatial), got shape {tuple(target_masks.shape)}")
-    reduce_dims = [0] + list(range(2, target_masks.ndim))
-    counts = target_masks.detach().float().sum(dim=reduce_dims)
+    counts = _class_counts(target_masks)
     total = counts.sum()
     present = (counts > 0).sum()
-    if present < 2:
-        return torch.ones_like(counts)
-    return 1.0 - counts / total
+    weights = 1.0 - counts / total.clamp_min(1.0)
+    return torch.where(present >= 2, weights, torch.ones_like(weights))
+
+
+def nested_to_disjoint(region_masks: torch.Tensor) -> torch.Tensor:
+    """Nested region masks ``(B, R, ...)`` ordered outer to inner (WT, TC, ET) -> disjoint classes (WT-TC, TC-ET, ET).
+
+    Class ``r`` = region ``r`` minus region ``r + 1`` (clamped at 0), the last class = the innermost region.
+    """
+    masks = region_masks.float()
+    inner = torch.cat([masks[:, 1:], torch.zeros_like(masks[:, :1])], dim=1)
+    return (masks - inner).clamp_min(0.0)
+
+
+def disjoint_region_weights(region_masks: torch.Tensor) -> torch.Tensor:
+    """Weights of nested regions (outer to inner) from their disjoint classes; shape ``(R,)``, fp32, in ``[1/R, 1]``.
+
+    See the module docstring: ``W_r = max(1/R, 1 - n_r / (sum_k n_k + s))``, ``n_r`` the voxel count of region ``r``
+    minus region ``r + 1``. Continuous in the counts; all ones on an empty batch.
+    """
+    counts = _class_counts(nested_to_disjoint(region_masks))
+    voxels_per_channel = region_masks[:, :1].numel()
+    pseudo = DISJOINT_PSEUDO_COUNT_FRACTION * voxels_per_channel
+    weights = 1.0 - counts / (counts.sum() + pseudo)
+    return weights.clamp_min(1.0 / counts.numel())
 
 
 def weighted_mean(elementwise: torch.Tensor, class_weights: torch.Tensor) -> torch.Tensor:
@@ -72,42 +106,51 @@ def one_hot_foreground(target: torch.Tensor, num_heads: int) -> torch.Tensor:
     return (labels.unsqueeze(1) == classes).float()
 
 
-def softmax_foreground_log_probs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(log p_c, log(1 - p_c))`` of the softmax over channels for foreground channels ``c >= 1``, in fp32.
+def class_log_probs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(log P_k, log(1 - P_k))`` for the class channels ``k >= 1`` of the classes-head logits, fp32.
 
-    ``log(1 - p_c) = logsumexp_{k != c} z_k - logsumexp_k z_k`` (exact and finite for finite logits when there are
-    at least two channels).
+    ``logits[:, k] = log sigmoid(s_k)`` (see :mod:`nnunet_tcup.trainers.class_head`), so ``log P_k = z_k`` and
+    ``log(1 - P_k) = log(-expm1(z_k))``; ``z_k`` is clamped just below 0 so the result stays finite.
     """
-    z = logits.float()
-    if z.shape[1] < 2:
-        raise ValueError(f"softmax training needs at least 2 output channels, got {z.shape[1]}")
-    lse_all = torch.logsumexp(z, dim=1, keepdim=True)
-    log_p = z[:, 1:] - lse_all
-    others = []
-    for c in range(1, z.shape[1]):
-        keep = [k for k in range(z.shape[1]) if k != c]
-        others.append(torch.logsumexp(z[:, keep], dim=1, keepdim=True))
-    log_not_p = torch.cat(others, dim=1) - lse_all
-    return log_p, log_not_p
+    z = logits[:, 1:].float()
+    z = z.clamp(max=-torch.finfo(torch.float32).tiny)
+    return z, torch.log(-torch.expm1(z))
+
+
+def class_probabilities(logits: torch.Tensor) -> torch.Tensor:
+    """``P_k = sigmoid(s_k)`` of the classes-head logits (channels ``1..K``), in the logits' dtype."""
+    return torch.exp(logits[:, 1:].float()).to(logits.dtype)
 
 
 class RegionWeightedBCELoss(nn.Module):
-    """``gamma * mean(W_c * BCEWithLogits(logits, region_masks))`` for nnU-Net region (sigmoid) training."""
+    """``gamma * mean(W_c * BCEWithLogits(logits, region_masks))`` for nnU-Net region (sigmoid) training.
 
-    def __init__(self, gamma: float = 200.0):
+    ``weight_rule``: ``"disjoint"`` (default, :func:`disjoint_region_weights`) or ``"paper"`` (the paper's formula on
+    the regions themselves, the package's earlier behaviour).
+    """
+
+    def __init__(self, gamma: float = 200.0, weight_rule: str = "disjoint"):
         super().__init__()
+        if weight_rule not in WEIGHT_RULES:
+            raise ValueError(f"weight_rule must be one of {WEIGHT_RULES}, got {weight_rule!r}")
         self.gamma = float(gamma)
+        self.weight_rule = weight_rule
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         if logits.shape != target.shape:
             raise ValueError(f"region logits {tuple(logits.shape)} and targets {tuple(target.shape)} must match")
         masks = region_masks(target)
         bce = F.binary_cross_entropy_with_logits(logits.float(), masks, reduction="none")
-        return self.gamma * weighted_mean(bce, paper_class_weights(masks))
+        weights = disjoint_region_weights(masks) if self.weight_rule == "disjoint" else paper_class_weights(masks)
+        return self.gamma * weighted_mean(bce, weights)
 
 
-class SoftmaxWeightedBCELoss(nn.Module):
-    """``gamma * mean(W_c * BCE(softmax_c, onehot_c))`` over foreground classes, for nnU-Net label training."""
+class ClassWeightedBCELoss(nn.Module):
+    """The paper's ``gamma * mean(W_c * BCE(P_c, onehot_c))`` over the classes ``1..K`` of a label dataset.
+
+    ``logits``: ``(B, K + 1, ...)`` from the classes head; ``target``: label map ``(B, 1, ...)`` with values ``0..K``.
+    Weights: :func:`paper_class_weights` on the one-hot classes (exactly the paper's rule).
+    """
 
     def __init__(self, gamma: float = 200.0):
         super().__init__()
@@ -117,7 +160,7 @@ class SoftmaxWeightedBCELoss(nn.Module):
         if target.shape[0] != logits.shape[0] or target.shape[2:] != logits.shape[2:]:
             raise ValueError(f"label targets {tuple(target.shape)} do not fit logits {tuple(logits.shape)}")
         masks = one_hot_foreground(target, logits.shape[1])
-        log_p, log_not_p = softmax_foreground_log_probs(logits)
+        log_p, log_not_p = class_log_probs(logits)
         bce = -(masks * log_p + (1.0 - masks) * log_not_p)
         return self.gamma * weighted_mean(bce, paper_class_weights(masks))
 
@@ -125,11 +168,11 @@ class SoftmaxWeightedBCELoss(nn.Module):
 def prediction_masks(logits: torch.Tensor, has_regions: bool) -> torch.Tensor:
     """Probabilities of the prediction shown to the discriminator, same channels as :func:`target_masks`.
 
-    Regions: ``sigmoid(logits)``; labels: softmax probabilities of the foreground classes (channels ``1..``).
+    Regions: ``sigmoid(logits)``; classes: ``P_k`` (:func:`class_probabilities`).
     """
     if has_regions:
         return torch.sigmoid(logits)
-    return torch.softmax(logits.float(), dim=1)[:, 1:].to(logits.dtype)
+    return class_probabilities(logits)
 
 
 def target_masks(target: torch.Tensor, has_regions: bool, num_heads: int) -> torch.Tensor:
@@ -166,4 +209,3 @@ def nonzero_gaussian_noise(data: torch.Tensor, sigma: float,
     foreground = (data != 0).any(dim=1, keepdim=True)
     noise = torch.randn(data.shape, device=data.device, dtype=data.dtype, generator=generator)
     return data + sigma * noise * foreground
-

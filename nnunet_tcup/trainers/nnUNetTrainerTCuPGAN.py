@@ -6,8 +6,11 @@ kept. What changes, following the paper (section 4.2):
 
 * network: :class:`nnunet_tcup.network_architecture.TCuPGenerator` (logits, single output, no deep supervision);
   the discriminator :class:`~nnunet_tcup.network_architecture.PatchDiscriminator3D` lives beside it;
+* formulation: on a plain label dataset (``nnunet_tcup convert --mode classes``: NETC, SNFH, ET) the paper's own:
+  three sigmoid outputs, handed to nnU-Net as softmax logits so that its argmax is the paper's label rule
+  (:mod:`nnunet_tcup.trainers.class_head`); on a region dataset (WT, TC, ET) one sigmoid per region;
 * losses: ``200 * W * BCE + BCE(D(x, pred), 1)`` for the generator, ``(real + fake) / 2`` for the discriminator (see
-  :mod:`nnunet_tcup.trainers.losses` for region and label datasets and the guard of the class weights);
+  :mod:`nnunet_tcup.trainers.losses`: the paper's class weights on classes, disjoint-class weights on regions);
 * optimisation: Adam, lr 5e-4 (G) / 1e-4 (D), betas (0.5, 0.999) (pix2pix/PatchGAN convention; the paper gives none),
   no weight decay, both rates x0.95 every 5 epochs, gradient norm clipped at 12 as nnU-Net does;
 * epochs: 30 paper epochs, an epoch being one pass over the fold's training cases
@@ -41,24 +44,23 @@ from __future__ import annotations
 import math
 import os
 import tempfile
-from typing import Dict, List, Optional, Tuple, Union
 
 import numpy as np
 import torch
-from torch import autocast, nn
-from torch import distributed as dist
-from torch.nn.parallel import DistributedDataParallel as DDP
-
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 from nnunetv2.utilities.collate_outputs import collate_outputs
 from nnunetv2.utilities.helpers import dummy_context
 from nnunetv2.utilities.plans_handling.plans_handler import ConfigurationManager, PlansManager
+from torch import autocast, nn
+from torch import distributed as dist
+from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnunet_tcup.io_utils import atomic_output
-from nnunet_tcup.trainers.gan_step import GANTargets, OptimiserSlot, gan_train_step, unwrap
+from nnunet_tcup.trainers.class_head import build_tcup_network, plans_formulation, record_formulation
+from nnunet_tcup.trainers.gan_step import GANTargets, OptimiserSlot, gan_train_step, losses_to_host, unwrap
 from nnunet_tcup.trainers.losses import (
+    ClassWeightedBCELoss,
     RegionWeightedBCELoss,
-    SoftmaxWeightedBCELoss,
     nonzero_gaussian_noise,
     num_mask_channels,
 )
@@ -86,26 +88,34 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
         self.initial_lr_discriminator = 1e-4
         self.lr_decay_gamma = 0.95
         self.lr_decay_every_epochs = 5
-        self.adam_betas: Tuple[float, float] = (0.5, 0.999)
+        self.adam_betas: tuple[float, float] = (0.5, 0.999)
         self.weight_decay = 0.0
         self.bce_scale = 200.0
         self.adversarial_weight = 1.0
         self.input_noise_sigma = 0.1
-        self.discriminator_features: Tuple[int, ...] = (16, 32, 64, 128)
+        self.discriminator_features: tuple[int, ...] = (16, 32, 64, 128)
         self.discriminator_dropout = 0.2
+        self.region_weight_rule = "disjoint"  # region datasets only; classes always use the paper's rule
         # nnU-Net side
-        self.grad_clip_norm: Optional[float] = 12.0
+        self.grad_clip_norm: float | None = 12.0
         self.num_epochs = 30
         self.epoch_is_pass_over_training_cases = True  # sets the iterations per epoch in on_train_start
         self.max_val_iterations_per_epoch = 50
         self.save_every = 1
         self.enable_deep_supervision = False
 
-        self.discriminator: Optional[nn.Module] = None
-        self.optimizer_discriminator: Optional[torch.optim.Optimizer] = None
-        self.lr_scheduler_discriminator: Optional[StepDecayLRScheduler] = None
+        self.discriminator: nn.Module | None = None
+        self.optimizer_discriminator: torch.optim.Optimizer | None = None
+        self.lr_scheduler_discriminator: StepDecayLRScheduler | None = None
         self.grad_scaler_discriminator = torch.amp.GradScaler("cuda") if self.device.type == "cuda" else None
         self.logger.local_logger = TCuPGANLocalLogger()
+        # saved with the plans into the model folder, read back by build_network_architecture at prediction time
+        record_formulation(self.plans_manager.plans, self.formulation)
+
+    @property
+    def formulation(self) -> str:
+        """``"regions"`` (sigmoid per nnU-Net region) or ``"classes"`` (the paper's sigmoid classes, label dataset)."""
+        return "regions" if self.label_manager.has_regions else "classes"
 
     # ------------------------------------------------------------------ networks
     @staticmethod
@@ -116,20 +126,19 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
                                    enable_deep_supervision: bool = True) -> nn.Module:
         """The TCuP-GAN generator (paper widths); single logits output, so ``enable_deep_supervision`` is ignored.
 
-        Called by the predictor with ``enable_deep_supervision=False`` before a strict load of
-        ``checkpoint['network_weights']``.
+        Regions: one logit per region. Classes (recorded in the plans by the trainer): the generator's
+        ``num_output_channels - 1`` sigmoid logits wrapped into softmax logits (:mod:`.class_head`). Called by the
+        predictor with ``enable_deep_supervision=False`` before a strict load of ``checkpoint['network_weights']``.
         """
-        from nnunet_tcup.network_architecture import TCuPGenerator
-
         patch_size = configuration_manager.patch_size
         if len(patch_size) != 3:
             raise ValueError(f"TCuP-GAN needs a 3D configuration (e.g. 3d_fullres); configuration "
                              f"'{configuration_manager.data_identifier}' has patch size {patch_size}")
-        return TCuPGenerator(num_input_channels, num_output_channels)
+        return build_tcup_network(num_input_channels, num_output_channels, plans_formulation(plans_manager.plans))
 
     @staticmethod
     def build_discriminator(num_input_channels: int, num_mask_channels: int,
-                            features: Tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.2) -> nn.Module:
+                            features: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.2) -> nn.Module:
         """3D PatchGAN on ``cat(image, mask)``: ``num_input_channels + num_mask_channels`` inputs, logits out."""
         from nnunet_tcup.network_architecture import PatchDiscriminator3D
 
@@ -159,11 +168,40 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
         if self.is_ddp:
             discriminator = DDP(discriminator, device_ids=[self.local_rank])
         self.discriminator = discriminator
+        self.log_training_setup()
         self.logger.update_config({"gan_hparas": {
             "initial_lr_discriminator": self.initial_lr_discriminator,
             "lr_decay_gamma": self.lr_decay_gamma, "lr_decay_every_epochs": self.lr_decay_every_epochs,
             "adam_betas": list(self.adam_betas), "bce_scale": self.bce_scale,
-            "adversarial_weight": self.adversarial_weight, "input_noise_sigma": self.input_noise_sigma}})
+            "adversarial_weight": self.adversarial_weight, "input_noise_sigma": self.input_noise_sigma,
+            "formulation": self.formulation, "region_weight_rule": self.region_weight_rule,
+            "grad_clip_norm": self.grad_clip_norm}})
+
+    def describe_training(self) -> list[str]:
+        """Lines naming the networks (class, parameter count), the formulation and the loss weights."""
+        generator, discriminator = unwrap(self.network), unwrap(self.discriminator)
+        weights = ("paper W_c = 1 - n_c / sum n (one-hot classes)" if self.formulation == "classes" else
+                   f"{self.region_weight_rule} rule on the regions (see nnunet_tcup.trainers.losses)")
+        return [
+            f"TCuP-GAN generator: {type(generator).__name__}, {count_parameters(generator):,} parameters",
+            f"TCuP-GAN discriminator: {type(discriminator).__name__}, {count_parameters(discriminator):,} parameters",
+            f"formulation: {self.formulation} ({', '.join(self.label_names())})",
+            f"generator loss: {self.bce_scale:g} * W * BCE + {self.adversarial_weight:g} * BCE(D(x, pred), 1); "
+            f"class weights: {weights}; loss module {type(self.loss).__name__}",
+            f"discriminator loss: (BCE(D(x, gt), 1) + BCE(D(x, pred), 0)) / 2; gradient clip "
+            f"{self.grad_clip_norm}; input noise sigma {self.input_noise_sigma:g}",
+        ]
+
+    def label_names(self) -> list[str]:
+        """Names of the output channels trained with BCE (regions, or the classes without background)."""
+        labels = self.dataset_json["labels"]
+        names = [name for name, value in labels.items() if name != "background" and name != "ignore"]
+        return names if names else [str(v) for v in labels.values()]
+
+    def log_training_setup(self) -> None:
+        """Write :meth:`describe_training` to the training log."""
+        for line in self.describe_training():
+            self.print_to_log_file(line)
 
     def configure_optimizers(self):
         optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, betas=self.adam_betas,
@@ -179,10 +217,10 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
         return optimizer, scheduler
 
     def _build_loss(self) -> nn.Module:
-        """Supervised term ``200 * W * BCE`` (also nnU-Net's validation loss); regions or labels."""
+        """Supervised term ``200 * W * BCE`` (also nnU-Net's validation loss); regions or classes."""
         if self.label_manager.has_regions:
-            return RegionWeightedBCELoss(self.bce_scale)
-        return SoftmaxWeightedBCELoss(self.bce_scale)
+            return RegionWeightedBCELoss(self.bce_scale, self.region_weight_rule)
+        return ClassWeightedBCELoss(self.bce_scale)
 
     # ------------------------------------------------------------------ training loop hooks
     def _autocast(self):
@@ -225,7 +263,8 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
             OptimiserSlot(self.optimizer_discriminator, self.grad_scaler_discriminator, self.grad_clip_norm),
             self._autocast, self.adversarial_weight)
 
-    def on_train_epoch_end(self, train_outputs: List[dict]) -> None:
+    def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
+        train_outputs = losses_to_host(train_outputs)  # one device -> host copy per epoch, not per step
         super().on_train_epoch_end(train_outputs)  # logs 'train_losses' from 'loss' (supervised term)
         outputs = collate_outputs(train_outputs)
         for key, log_key in (("adv_loss", "train_adv_losses"), ("disc_loss", "train_disc_losses")):
@@ -241,7 +280,7 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
             f"discriminator loss {np.round(self.logger.get_value('train_disc_losses', step=-1), 4)}")
 
     # ------------------------------------------------------------------ checkpoints
-    def gan_checkpoint_entries(self) -> Dict[str, object]:
+    def gan_checkpoint_entries(self) -> dict[str, object]:
         """Extra checkpoint entries: discriminator weights/optimiser/scaler and both schedulers' states."""
         return {
             "discriminator_weights": unwrap(self.discriminator).state_dict(),
@@ -263,7 +302,7 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
             checkpoint.update(self.gan_checkpoint_entries())
             torch.save(checkpoint, tmp)
 
-    def load_checkpoint(self, filename_or_checkpoint: Union[dict, str]) -> None:
+    def load_checkpoint(self, filename_or_checkpoint: dict | str) -> None:
         """nnU-Net's loading (generator, its optimiser, logger, epoch) plus the GAN state when present."""
         if isinstance(filename_or_checkpoint, dict):
             # nnU-Net 2.8.1's load_checkpoint only reads file names: go through a temporary file
@@ -291,41 +330,6 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
             self.lr_scheduler_discriminator.load_state_dict(checkpoint["discriminator_lr_scheduler_state"])
 
 
-class nnUNetTrainerTCuPGAN_finetune(nnUNetTrainerTCuPGAN):
-    """Transfer learning as in the paper (GLI -> MEN/PED/SSA): constant lr 1e-4 for both networks, 30 epochs.
-
-    Start it with ``-pretrained_weights <GLI fold>/checkpoint_final.pth`` (nnU-Net loads ``network_weights`` into
-    the generator; the discriminator starts fresh).
-    """
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.initial_lr = 1e-4
-        self.initial_lr_discriminator = 1e-4
-        self.lr_decay_gamma = 1.0
-
-
-class nnUNetTrainerTCuPGAN_tiny(nnUNetTrainerTCuPGAN):
-    """Smoke tests and CPU demos: 2 epochs of 4 training and 2 validation iterations (other settings as the paper)."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 2
-        self.epoch_is_pass_over_training_cases = False
-        self.num_iterations_per_epoch = 4
-        self.num_val_iterations_per_epoch = 2
-
-
-class nnUNetTrainerTCuPGAN_5epochs(nnUNetTrainerTCuPGAN):
-    """Short CPU demo run: 5 epochs of 25 training and 5 validation iterations, lr x0.95 after every epoch."""
-
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
-        super().__init__(plans, configuration, fold, dataset_json, device)
-        self.num_epochs = 5
-        self.epoch_is_pass_over_training_cases = False
-        self.num_iterations_per_epoch = 25
-        self.num_val_iterations_per_epoch = 5
-        self.lr_decay_every_epochs = 1
+def count_parameters(module: nn.Module) -> int:
+    """Number of parameters of ``module``."""
+    return sum(p.numel() for p in module.parameters())

@@ -13,7 +13,6 @@ supervised term ``200 * W * BCE`` on both, so the two curves are comparable.
 from __future__ import annotations
 
 import math
-from typing import Dict, List
 
 import matplotlib
 
@@ -87,7 +86,7 @@ class TCuPGANLocalLogger(LocalLogger):
         plt.close(fig)
 
 
-def ensure_gan_keys(log: Dict[str, List]) -> None:
+def ensure_gan_keys(log: dict[str, list]) -> None:
     """Add missing :data:`GAN_LOG_KEYS` (e.g. a checkpoint written without them), NaN-filled to the epochs logged."""
     n_epochs = len(log.get("epoch_end_timestamps", []))
     for key in GAN_LOG_KEYS:

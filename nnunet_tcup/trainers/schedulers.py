@@ -6,8 +6,6 @@ with the checkpoint.
 """
 from __future__ import annotations
 
-from typing import List, Optional
-
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -16,7 +14,7 @@ class StepDecayLRScheduler(LRScheduler):
     """Step decay by ``gamma`` every ``step_size`` epochs; ``gamma = 1`` gives a constant rate."""
 
     def __init__(self, optimizer: Optimizer, initial_lr: float, step_size: int, gamma: float,
-                 current_step: Optional[int] = None):
+                 current_step: int | None = None):
         if initial_lr <= 0:
             raise ValueError(f"initial_lr must be > 0, got {initial_lr}")
         if step_size < 1:
@@ -34,7 +32,7 @@ class StepDecayLRScheduler(LRScheduler):
         """Learning rate used during ``epoch`` (0-based)."""
         return self.initial_lr * self.gamma ** (int(epoch) // self.step_size)
 
-    def step(self, current_step: Optional[int] = None) -> None:  # noqa: D102 (nnU-Net calls step(epoch))
+    def step(self, current_step: int | None = None) -> None:  # noqa: D102 (nnU-Net calls step(epoch))
         if current_step is None or current_step == -1:
             current_step = self.ctr
             self.ctr += 1
@@ -43,5 +41,5 @@ class StepDecayLRScheduler(LRScheduler):
             group["lr"] = new_lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def get_last_lr(self) -> List[float]:
+    def get_last_lr(self) -> list[float]:
         return self._last_lr
