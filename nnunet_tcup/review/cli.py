@@ -92,10 +92,11 @@ def run(args: argparse.Namespace) -> int:
     """Run the review (predicting first with --model) and print the top of the ranking."""
     from pathlib import Path
 
-    from nnunet_tcup.review.core import run_review
+    from nnunet_tcup.review.core import check_output_dir, run_review
 
     fold_dirs = args.pred
     if args.model is not None:
+        check_output_dir(Path(args.output), args.overwrite)  # before the predictions, not after
         from nnunet_tcup.review.predict import predict_folds
 
         folds = [int(f) if f.isdigit() else f for f in args.folds]

@@ -46,7 +46,11 @@ class ReviewResult:
         return self.output_dir / "review.html"
 
 
-def _check_outputs(output_dir: Path, overwrite: bool) -> None:
+def check_output_dir(output_dir: Path, overwrite: bool) -> None:
+    """ValueError unless ``output_dir`` can take a review: not a file, and no earlier review unless ``overwrite``."""
+    output_dir = Path(output_dir)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise ValueError(f"{output_dir}: exists and is not a folder")
     existing = [name for name in PRODUCTS if (output_dir / name).exists()]
     if existing and not overwrite:
         raise ValueError(
@@ -161,10 +165,44 @@ def run_review(
         raise ValueError(f"num_slices must be >= 1, got {num_slices}")
     fold_paths = [Path(f) for f in fold_dirs]
     output_dir = Path(output_dir)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise ValueError(f"{output_dir}: exists and is not a folder")
-    _check_outputs(output_dir, overwrite)
+    check_output_dir(output_dir, overwrite)
+    created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        return _review_locked(
+            fold_paths,
+            Path(images_dir),
+            output_dir,
+            gt_dir,
+            challenge,
+            dataset_json,
+            num_slices,
+            write_maps,
+            zooniverse,
+            overwrite,
+            num_workers,
+            progress,
+        )
+    except BaseException:
+        if created:  # a folder this call created holds nothing of value after a failure
+            shutil.rmtree(output_dir, ignore_errors=True)
+        raise
+
+
+def _review_locked(
+    fold_paths: list[Path],
+    images_dir: Path,
+    output_dir: Path,
+    gt_dir: str | Path | None,
+    challenge: str,
+    dataset_json: str | Path | None,
+    num_slices: int,
+    write_maps: bool,
+    zooniverse: bool,
+    overwrite: bool,
+    num_workers: int | None,
+    progress: bool,
+) -> ReviewResult:
     with exclusive_lock(output_dir / LOCK_NAME, "a review"):
         _clean_stale_staging(output_dir)
         staging = output_dir / f"{STAGING_PREFIX}{os.getpid()}"
@@ -192,7 +230,7 @@ def run_review(
                 f"Dice between each fold and the consensus; most doubtful first."
             )
             write_html(rows, staging / "review.html", "Review: cases to check first", notes, maps=write_maps)
-            _check_outputs(output_dir, overwrite)
+            check_output_dir(output_dir, overwrite)
             _publish(staging, output_dir)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
