@@ -31,7 +31,13 @@ from postprocessing_helpers import make_model_case  # noqa: E402
 
 from nnunet_tcup.postprocessing.cache import REGION_NAMES, CandidateScorer, build_case_cache  # noqa: E402
 from nnunet_tcup.postprocessing.lesion_filter import FilterParameters  # noqa: E402
-from nnunet_tcup.postprocessing.tuning import grid_search, named_grid, summarise, tune_caches  # noqa: E402
+from nnunet_tcup.postprocessing.tuning import (  # noqa: E402
+    DEFAULT_NOISE_FACTOR,
+    grid_search,
+    named_grid,
+    summarise,
+    tune_caches,
+)
 
 #: (name, false-positive rate, look-alike blobs per case): see make_model_case.
 SCENARIOS = (("many FPs", 1.0, 0.3), ("few FPs", 0.25, 0.1), ("look-alike FPs only", 0.0, 0.5), ("no FPs", 0.0, 0.0))
@@ -67,7 +73,7 @@ def run(args) -> bool:
             for n in args.cv_cases:
                 cv = tuning[:n]
                 old = grid_search(CandidateScorer(cv), wide).best
-                report = tune_caches(cv, "GLI", paper, "paper")
+                report = tune_caches(cv, "GLI", paper, "paper", noise_factor=args.min_gain_se)
                 new = FilterParameters.from_kwargs(report["kwargs"])
                 r = results[n]
                 r["none"].append(none.mean())
@@ -124,6 +130,12 @@ def main() -> None:
     parser.add_argument("--cv-cases", type=int, nargs="+", default=[7, 25], help="tuning-set sizes (default 7 25)")
     parser.add_argument("--heldout-cases", type=int, default=40)
     parser.add_argument("--shape", type=int, nargs=3, default=(48, 96, 96), help="(z, y, x) voxels at 1 mm")
+    parser.add_argument(
+        "--min-gain-se",
+        type=float,
+        default=DEFAULT_NOISE_FACTOR,
+        help="the new rule's keep threshold in standard errors (tune's --min-gain-se, default 2)",
+    )
     args = parser.parse_args()
     start = time.perf_counter()
     ok = run(args)
