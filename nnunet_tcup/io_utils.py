@@ -171,7 +171,8 @@ def _verify_uncompressed_length(path: Path) -> None:
     import nibabel as nib
 
     try:
-        proxy = nib.load(str(path)).dataobj  # an ArrayProxy: offset, shape and dtype of the stored voxels
+        image: Any = nib.load(str(path))
+        proxy = image.dataobj  # an ArrayProxy: offset, shape and dtype of the stored voxels
         needed = int(proxy.offset) + math.prod(int(s) for s in proxy.shape) * int(np.dtype(proxy.dtype).itemsize)
     except Exception as e:  # nibabel raises many types for a bad header
         raise ValueError(f"{path}: cannot read NIfTI header ({type(e).__name__}: {e})") from None
@@ -206,7 +207,8 @@ def _label_values_problem(path: Path, data: np.ndarray) -> str | None:
     import nibabel as nib
 
     try:
-        stored = np.asanyarray(nib.load(str(path)).dataobj)
+        image: Any = nib.load(str(path))
+        stored = np.asanyarray(image.dataobj)
     except Exception as e:  # nibabel raises many types for corrupt files
         return f"cannot read the stored voxel values ({type(e).__name__}: {e})"
     non_finite = int(stored.size - np.count_nonzero(np.isfinite(stored)))
@@ -321,7 +323,7 @@ def load_nifti(path: PathLike) -> Any:
         verify_nifti_file(path)
         raw = None
     try:
-        img = nib.Nifti1Image.from_bytes(raw) if raw is not None else nib.load(str(path))
+        img: Any = nib.Nifti1Image.from_bytes(raw) if raw is not None else nib.load(str(path))
         img.get_fdata(dtype=np.float32, caching="fill")  # forces a full read
     except Exception as e:  # nibabel raises many types for corrupt files (EOFError, ImageFileError, ValueError...)
         raise ValueError(f"{path}: cannot read NIfTI file ({type(e).__name__}: {e})") from None

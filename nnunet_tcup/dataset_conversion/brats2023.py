@@ -212,7 +212,7 @@ def check_target_folder(
                 f"{record}: this dataset was not made by nnunet_tcup convert; not overwriting it "
                 f"(choose another --dataset-id)"
             )
-        existing = {"challenge": obj.get("challenge"), "mode": MODE_ALIASES.get(obj.get("mode"), obj.get("mode"))}
+        existing = {"challenge": obj.get("challenge"), "mode": MODE_ALIASES.get(str(obj.get("mode")), obj.get("mode"))}
         for key, wanted in (("challenge", challenge), ("mode", mode)):
             if existing[key] != wanted:
                 raise ValueError(
@@ -303,7 +303,7 @@ def convert_brats2023(
         desc=f"checking {challenge}",
         progress=progress,
     )
-    errors = [c.error for c in checks if c.status == "error"]
+    errors = [str(c.error) for c in checks if c.status == "error"]
     if errors:
         raise ValueError(_format_errors(errors, len(checks)))
     todo = [c for c in checks if c.status == "todo"]

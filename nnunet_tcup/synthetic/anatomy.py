@@ -21,6 +21,7 @@ import functools
 import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import ndimage
@@ -118,7 +119,7 @@ def _load_mni152(paths: dict[str, Path]) -> Anatomy:
     affine = None
     for key, path in paths.items():
         try:
-            img = nib.load(str(path))
+            img: Any = nib.load(str(path))
             arrays[key] = np.ascontiguousarray(img.dataobj, dtype=np.float32)
         except Exception as e:  # corrupt/unreadable template file: report which
             raise ValueError(f"{path}: cannot read MNI152 template file ({type(e).__name__}: {e})") from e

@@ -77,7 +77,7 @@ def check_shape(shape: Sequence[int]) -> tuple[int, int, int]:
         raise ValueError(f"shape must be three integers X Y Z, got {tuple(shape)!r}")
     if any(v < MIN_SIZE or v > MAX_SIZE for v in values):
         raise ValueError(f"shape {values}: every size must be between {MIN_SIZE} and {MAX_SIZE} voxels")
-    return values  # type: ignore[return-value]
+    return values
 
 
 def case_seed(seed: int, index: int) -> int:

@@ -120,7 +120,7 @@ def render_modality(
     tissue: dict[str, np.ndarray],
     texture: np.ndarray,
     looks: Lookalikes,
-    tumour_box: tuple[slice, slice, slice],
+    tumour_box: tuple[slice, ...],
     tumour,
 ) -> np.ndarray:
     """Noise-free, bias-free intensity of one modality on the region (float32, white-matter T1 ~ 1)."""

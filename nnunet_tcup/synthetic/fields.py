@@ -7,10 +7,13 @@ from collections.abc import Sequence
 import numpy as np
 from scipy import ndimage
 
+#: Per-axis lengths (voxels): a sequence, a numpy array or one number for all axes.
+Lengths = Sequence[float] | np.ndarray | float
+#: A point or per-axis sizes in voxels: a sequence or a numpy array.
+Vector = Sequence[float] | np.ndarray
 
-def _coarse_noise(
-    rng: np.random.Generator, shape: Sequence[int], length_vox: Sequence[float] | float
-) -> tuple[np.ndarray, np.ndarray]:
+
+def _coarse_noise(rng: np.random.Generator, shape: Sequence[int], length_vox: Lengths) -> tuple[np.ndarray, np.ndarray]:
     """Unit-std white noise on a coarse grid (one node per ``length_vox`` voxels, lightly smoothed) and the
     per-axis node spacing in voxels."""
     length = np.maximum(np.broadcast_to(np.asarray(length_vox, dtype=float), (3,)), 1.0)
@@ -20,7 +23,7 @@ def _coarse_noise(
     return coarse, length
 
 
-def smooth_noise(rng: np.random.Generator, shape: Sequence[int], length_vox: Sequence[float] | float) -> np.ndarray:
+def smooth_noise(rng: np.random.Generator, shape: Sequence[int], length_vox: Lengths) -> np.ndarray:
     """Smooth random field of ``shape`` (about zero mean, unit std), correlation length ``length_vox`` voxels.
 
     Coarse white noise (one node per ``length_vox`` voxels), lightly smoothed, linearly upsampled. float32.
@@ -35,8 +38,8 @@ def smooth_noise(rng: np.random.Generator, shape: Sequence[int], length_vox: Seq
 def smooth_noise_at(
     rng: np.random.Generator,
     shape: Sequence[int],
-    length_vox: Sequence[float] | float,
-    indices: tuple[np.ndarray, np.ndarray, np.ndarray],
+    length_vox: Lengths,
+    indices: tuple[np.ndarray, ...],
 ) -> np.ndarray:
     """The field :func:`smooth_noise` would give for the same ``rng`` state, evaluated only at voxel
     ``indices`` (as from ``np.nonzero``). float32, one value per index."""
@@ -74,7 +77,7 @@ def separable_bias(rng: np.random.Generator, shape: Sequence[int], strength: flo
     return np.exp(log_field)
 
 
-def blob_field(shape: Sequence[int], centre_vox: Sequence[float], radius_vox: Sequence[float]) -> np.ndarray:
+def blob_field(shape: Sequence[int], centre_vox: Vector, radius_vox: Vector) -> np.ndarray:
     """Soft ellipsoidal blob (1 inside, smooth 1-voxel-wide edge, 0 outside) evaluated on a grid, float32."""
     grids = np.ogrid[tuple(slice(0, int(n)) for n in shape)]
     r2 = sum(((g - c) / max(r, 1e-3)) ** 2 for g, c, r in zip(grids, centre_vox, radius_vox))
@@ -83,16 +86,14 @@ def blob_field(shape: Sequence[int], centre_vox: Sequence[float], radius_vox: Se
     return np.clip((1.0 - r) / edge + 0.5, 0.0, 1.0)
 
 
-def crop_slices(
-    centre: Sequence[float], half_width: Sequence[float], shape: Sequence[int]
-) -> tuple[slice, slice, slice]:
+def crop_slices(centre: Vector, half_width: Vector, shape: Sequence[int]) -> tuple[slice, ...]:
     """Slices of the box ``centre +- half_width`` (voxels) clipped to ``shape``; may be empty."""
     out = []
     for c, h, n in zip(centre, half_width, shape):
         lo = int(np.clip(np.floor(c - h), 0, n))
         hi = int(np.clip(np.ceil(c + h) + 1, 0, n))
         out.append(slice(lo, max(lo, hi)))
-    return tuple(out)  # type: ignore[return-value]
+    return tuple(out)
 
 
 def upsample2_linear(array: np.ndarray) -> np.ndarray:

@@ -40,7 +40,7 @@ class FovGrid:
         m[:3, 3] = 0.5 * self.step_mm - 0.5 * np.asarray(REFERENCE_SHAPE, float)
         return m
 
-    def axes_mm(self, region: tuple[slice, slice, slice]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def axes_mm(self, region: tuple[slice, ...]) -> tuple[np.ndarray, ...]:
         """Broadcastable FOV mm coordinates of the voxel centres of ``region``, float32."""
         m = self.voxel_to_fov()
         out = []
@@ -49,7 +49,7 @@ class FovGrid:
             shape = [1, 1, 1]
             shape[k] = a.size
             out.append(a.reshape(shape))
-        return tuple(out)  # type: ignore[return-value]
+        return tuple(out)
 
     def fov_to_voxel(self, points_mm: np.ndarray) -> np.ndarray:
         m = self.voxel_to_fov()
@@ -70,7 +70,7 @@ class HeadPlacement:
         return np.asarray(points) @ inv[:3, :3].T + inv[:3, 3]
 
 
-def _rotation_xyz(angles_rad: Sequence[float]) -> np.ndarray:
+def _rotation_xyz(angles_rad: Sequence[float] | np.ndarray) -> np.ndarray:
     cx, cy, cz = np.cos(angles_rad)
     sx, sy, sz = np.sin(angles_rad)
     rx = np.array([[1, 0, 0], [0, cx, -sx], [0, sx, cx]])
@@ -147,7 +147,7 @@ def _affine_warp(
 
 
 def warp_tissue(
-    anatomy: Anatomy, placement: HeadPlacement, grid: FovGrid, region: tuple[slice, slice, slice], plan: TumourPlan
+    anatomy: Anatomy, placement: HeadPlacement, grid: FovGrid, region: tuple[slice, ...], plan: TumourPlan
 ) -> dict[str, np.ndarray]:
     """Tissue maps (gm, wm, csf, mask, deep, peri; float32 in [0, 1]) on ``region`` of the grid, with mass effect.
 

@@ -14,7 +14,7 @@ import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Union
+from typing import Any, Union
 
 import numpy as np
 
@@ -45,7 +45,7 @@ def _same_content(path: Path, array: np.ndarray, affine: np.ndarray) -> bool:
     import nibabel as nib
 
     try:
-        img = nib.load(str(path))
+        img: Any = nib.load(str(path))
         if img.get_data_dtype() != array.dtype or img.shape != array.shape:
             return False
         if not np.allclose(img.affine, affine, atol=1e-5):
