@@ -8,9 +8,11 @@ map per slice (no sigmoid; use ``BCEWithLogits``). The kernels never mix slices,
 """
 from __future__ import annotations
 
-from typing import Sequence, Tuple
+from collections.abc import Sequence
 
 from torch import Tensor, nn
+
+from ._validation import positive_int, positive_int_sequence, probability
 
 
 class InstanceNorm3dSafe(nn.InstanceNorm3d):
@@ -28,24 +30,6 @@ class InstanceNorm3dSafe(nn.InstanceNorm3d):
         return super().forward(x)
 
 
-def _validate(input_channels: int, features: Sequence[int], dropout: float) -> Tuple[int, ...]:
-    if isinstance(input_channels, bool) or not isinstance(input_channels, int) or input_channels <= 0:
-        raise ValueError(f"PatchDiscriminator3D: input_channels must be a positive int, got {input_channels!r}")
-    try:
-        widths = tuple(features)
-    except TypeError:
-        raise ValueError(f"PatchDiscriminator3D: features must be a sequence of positive ints, "
-                         f"got {features!r}") from None
-    if len(widths) == 0:
-        raise ValueError("PatchDiscriminator3D: features must name at least one block, got an empty sequence")
-    bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, int) or w <= 0]
-    if bad:
-        raise ValueError(f"PatchDiscriminator3D: features must be positive ints, got {widths!r} (bad: {bad!r})")
-    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0.0 <= dropout < 1.0:
-        raise ValueError(f"PatchDiscriminator3D: dropout must be a probability in [0, 1), got {dropout!r}")
-    return widths
-
-
 class PatchDiscriminator3D(nn.Module):
     """3D PatchGAN discriminator (see the module docstring).
 
@@ -56,8 +40,10 @@ class PatchDiscriminator3D(nn.Module):
     def __init__(self, input_channels: int, features: Sequence[int] = (16, 32, 64, 128),
                  dropout: float = 0.2) -> None:
         super().__init__()
-        widths = _validate(input_channels, features, dropout)
-        self.input_channels = input_channels
+        owner = "PatchDiscriminator3D"
+        self.input_channels = positive_int(owner, "input_channels", input_channels)
+        widths = positive_int_sequence(owner, "features", features)
+        dropout = probability(owner, "dropout", dropout)
         layers = []
         prev = input_channels
         for width in widths:

@@ -38,33 +38,18 @@ E_0 = 16 channels).
 """
 from __future__ import annotations
 
-from typing import List, Sequence, Tuple
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ._validation import choice, positive_int, positive_int_sequence
 from .convlstm import IMPLEMENTATIONS, ConvLSTM2d
+from .cuda_graphs import GraphCache
 
-PAPER_HIDDEN_CHANNELS: Tuple[int, ...] = (16, 32, 48, 64, 128)
+PAPER_HIDDEN_CHANNELS: tuple[int, ...] = (16, 32, 48, 64, 128)
 LEAKY_SLOPE = 0.2
-
-
-def _validate_channels(input_channels: int, num_classes: int, hidden_channels: Sequence[int]) -> Tuple[int, ...]:
-    for name, value in (("input_channels", input_channels), ("num_classes", num_classes)):
-        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-            raise ValueError(f"TCuPGenerator: {name} must be a positive int, got {value!r}")
-    try:
-        widths = tuple(hidden_channels)
-    except TypeError:
-        raise ValueError(f"TCuPGenerator: hidden_channels must be a sequence of positive ints, "
-                         f"got {hidden_channels!r}") from None
-    if len(widths) == 0:
-        raise ValueError("TCuPGenerator: hidden_channels must name at least one level, got an empty sequence")
-    bad = [w for w in widths if isinstance(w, bool) or not isinstance(w, int) or w <= 0]
-    if bad:
-        raise ValueError(f"TCuPGenerator: hidden_channels must be positive ints, got {widths!r} (bad: {bad!r})")
-    return widths
 
 
 def instance_norm_time_major(x: Tensor, weight: Tensor, bias: Tensor, batch: int, eps: float = 1e-5) -> Tensor:
@@ -86,7 +71,7 @@ class _EncoderLevel(nn.Module):
         self.lstm = ConvLSTM2d(in_channels, hidden, 3, implementation=implementation)
         self.cell_proj = nn.Conv2d(hidden, decoder_width, kernel_size=1, bias=False)
 
-    def forward(self, x: Tensor) -> Tuple[Tensor, Tensor]:
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
         """x: ``(T, B, C, H, W)`` -> (pooled h sequence ``(T, B, E, h', w')``, c skip ``(B, Dw, h', w')`` float32)."""
         h_seq, c_last = self.lstm(x)
         steps, batch = h_seq.shape[:2]
@@ -104,7 +89,7 @@ class _DecoderLevel(nn.Module):
         self.norm_weight = nn.Parameter(torch.ones(width))
         self.norm_bias = nn.Parameter(torch.zeros(width))
 
-    def forward(self, x: Tensor, c0: Tensor, out_size: Tuple[int, int]) -> Tensor:
+    def forward(self, x: Tensor, c0: Tensor, out_size: tuple[int, int]) -> Tensor:
         """x: ``(T, B, C, h, w)``, c0 ``(B, width, h, w)`` -> ``(T, B, width, *out_size)`` (out_size <= 2h, 2w)."""
         h_seq, _ = self.lstm(x, c0)
         steps, batch = h_seq.shape[:2]
@@ -121,21 +106,25 @@ class TCuPGenerator(nn.Module):
 
     input_channels: image channels C; num_classes: output logit channels (e.g. 3 regions);
     hidden_channels: encoder ConvLSTM widths, one per level (paper: 16, 32, 48, 64, 128);
-    convlstm_implementation: ``"fast"`` (default) or ``"per_slice"`` (reference scan, same weights/outputs).
+    convlstm_implementation: ``"fused"`` (default), ``"fast"`` (the previous default) or ``"per_slice"`` (the plain
+    reference scan); all share weights and outputs (see :mod:`.convlstm`).
+    cuda_graphs: replay a captured CUDA graph per input shape at inference (eval mode, no grad, CUDA input; see
+    :mod:`.cuda_graphs`); an attribute, so it can be switched on an existing network. Off by default.
     forward: ``(B, C, D, H, W)`` -> ``(B, num_classes, D, H, W)`` logits; any D, H, W >= 1.
     """
 
     def __init__(self, input_channels: int, num_classes: int,
                  hidden_channels: Sequence[int] = PAPER_HIDDEN_CHANNELS, *,
-                 convlstm_implementation: str = "fast") -> None:
+                 convlstm_implementation: str = "fused", cuda_graphs: bool = False) -> None:
         super().__init__()
-        widths = _validate_channels(input_channels, num_classes, hidden_channels)
-        if convlstm_implementation not in IMPLEMENTATIONS:
-            raise ValueError(f"TCuPGenerator: convlstm_implementation must be one of {IMPLEMENTATIONS}, "
-                             f"got {convlstm_implementation!r}")
-        self.input_channels = input_channels
-        self.num_classes = num_classes
+        owner = "TCuPGenerator"
+        self.input_channels = positive_int(owner, "input_channels", input_channels)
+        self.num_classes = positive_int(owner, "num_classes", num_classes)
+        widths = positive_int_sequence(owner, "hidden_channels", hidden_channels)
+        choice(owner, "convlstm_implementation", convlstm_implementation, IMPLEMENTATIONS)
         self.hidden_channels = widths
+        self.cuda_graphs = bool(cuda_graphs)
+        self._graphs = GraphCache()
         levels = len(widths)
         decoder_widths = tuple(reversed(widths[:-1])) + (widths[0],)
         self.decoder_widths = decoder_widths
@@ -154,12 +143,24 @@ class TCuPGenerator(nn.Module):
         self.apply(init_weights)
 
     def set_convlstm_implementation(self, implementation: str) -> None:
-        """Switch every ConvLSTM between ``"fast"`` and ``"per_slice"`` (weights unchanged)."""
+        """Switch every ConvLSTM to one of ``IMPLEMENTATIONS`` (weights unchanged)."""
         for module in self.modules():
             if isinstance(module, ConvLSTM2d):
                 module.implementation = implementation
+        self._graphs.clear()
+
+    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
+        self._graphs.clear()  # .to()/.cuda()/.half() reallocate parameters: captured graphs would read stale memory
+        return super()._apply(fn, recurse)
 
     def forward(self, x: Tensor) -> Tensor:
+        """x: ``(B, C, D, H, W)`` -> logits ``(B, num_classes, D, H, W)``."""
+        self._check_input(x)
+        if self.cuda_graphs and x.is_cuda and not self.training and not torch.is_grad_enabled():
+            return self._graphs.run(self._forward, x)
+        return self._forward(x)
+
+    def _check_input(self, x: Tensor) -> None:
         if x.dim() != 5:
             raise ValueError(f"TCuPGenerator expects a 5D input (B, C, D, H, W), got shape {tuple(x.shape)}")
         batch, channels, depth, height, width = x.shape
@@ -169,10 +170,12 @@ class TCuPGenerator(nn.Module):
         if min(batch, depth, height, width) < 1:
             raise ValueError(f"TCuPGenerator input has an empty axis: shape {tuple(x.shape)}")
 
+    def _forward(self, x: Tensor) -> Tensor:
+        batch, _, depth, height, width = x.shape
         seq = x.permute(2, 0, 1, 3, 4).contiguous()  # (D, B, C, H, W), time-major
-        sizes: List[Tuple[int, int]] = [(height, width)]
-        skips: List[Tensor] = []
-        cells: List[Tensor] = []
+        sizes: list[tuple[int, int]] = [(height, width)]
+        skips: list[Tensor] = []
+        cells: list[Tensor] = []
         for level in self.encoder:
             seq, c_skip = level(seq)
             skips.append(seq)
