@@ -6,6 +6,11 @@ lesions, false-positive tumours and specks), then runs ``tests/reference_lesionw
 ``nnunet_tcup.evaluation.lesionwise.evaluate_case`` on each case, checks that every number agrees, and prints the
 speed ratio and the peak memory of each implementation.
 
+Two kinds of case: ``typical`` (the perturbed prediction above) and ``many`` (the same plus ~1,100 small predicted
+ET components, 1-8 voxels each, half of them around the tumours: what an under-trained model gives; this is where
+a cost growing with voxels x components shows). ``--scaling`` also times the fast implementation alone on one
+``many`` case with 0 to 4x that many components, to show the cost growing with voxels plus components.
+
 Each implementation runs in its own fresh child process per case, so its figures are its own. Time: wall clock
 and process CPU time (``time.process_time``; the CPU ratio is the fair one on a shared machine). Memory:
 ``peak RSS growth`` = ``resource.getrusage(RUSAGE_SELF).ru_maxrss`` of the child after the timed run minus before
@@ -13,8 +18,10 @@ it (growth of the resident set caused by the evaluation, C/C++ buffers included)
 ``tracemalloc`` peak of a second, untimed run (Python/numpy allocations only). Arrays are Fortran-ordered in NIfTI
 ``(x, y, z)`` order (as nibabel gives them), 1 mm.
 
-Usage: ``python benchmarks/bench_evaluation.py [--cases 3] [--challenge GLI] [--seed 0]``
+Usage: ``python benchmarks/bench_evaluation.py [--cases 3] [--many 1] [--components 1100] [--scaling] [--challenge GLI]
+[--seed 0]``
 """
+
 from __future__ import annotations
 
 import argparse
@@ -24,7 +31,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, Tuple
 
 import numpy as np
 from scipy import ndimage
@@ -33,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHAPE = (240, 240, 155)
 
 
-def _ball(shape: Tuple[int, int, int], center: np.ndarray, radii: np.ndarray) -> Tuple[Tuple[slice, ...], np.ndarray]:
+def _ball(shape: tuple[int, int, int], center: np.ndarray, radii: np.ndarray) -> tuple[tuple[slice, ...], np.ndarray]:
     """Ellipsoid mask in the box around ``center`` (voxels): (box, mask within the box)."""
     lo = np.maximum(np.floor(center - radii - 1).astype(int), 0)
     hi = np.minimum(np.ceil(center + radii + 2).astype(int), shape)
@@ -63,7 +69,7 @@ def _centers(rng: np.random.Generator, count: int, min_gap: float) -> list:
     return centers
 
 
-def make_case(seed: int, num_tumours: int = 14) -> Tuple[np.ndarray, np.ndarray]:
+def make_case(seed: int, num_tumours: int = 14) -> tuple[np.ndarray, np.ndarray]:
     """(gt, pred) uint8 label volumes of shape (240, 240, 155) in (x, y, z) order."""
     rng = np.random.default_rng(seed)
     gt = np.zeros(SHAPE, np.uint8)
@@ -79,7 +85,7 @@ def make_case(seed: int, num_tumours: int = 14) -> Tuple[np.ndarray, np.ndarray]
             _paint_tumour(pred, c, rng.uniform(3, 7), rng)
     for _ in range(4):  # false-positive specks anywhere (no size threshold for false positives)
         c = rng.integers((5, 5, 5), np.array(SHAPE) - 5)
-        pred[c[0]:c[0] + 2, c[1]:c[1] + 2, c[2]:c[2] + rng.integers(1, 3)] = rng.integers(1, 4)
+        pred[c[0] : c[0] + 2, c[1] : c[1] + 2, c[2] : c[2] + rng.integers(1, 3)] = rng.integers(1, 4)
     # boundary noise on the prediction: relabel a few voxels on the tumours' outer surface
     surface = np.argwhere((pred > 0) & (ndimage.minimum_filter(pred, size=3) == 0))
     flip = surface[rng.random(surface.shape[0]) < 0.05]
@@ -87,26 +93,62 @@ def make_case(seed: int, num_tumours: int = 14) -> Tuple[np.ndarray, np.ndarray]
     return gt, pred
 
 
-def _evaluate(kind: str, gt: np.ndarray, pred: np.ndarray, challenge: str) -> Dict:
+def add_specks(pred: np.ndarray, gt: np.ndarray, components: int, seed: int) -> np.ndarray:
+    """``pred`` plus about ``components`` separate small ET components (boxes of 1-2 voxels per axis): half around
+    the GT tumours (within 25 voxels of a tumour voxel), half anywhere in the brain's bounding box."""
+    rng = np.random.default_rng(seed + 10_000)
+    pred = pred.copy()
+    tumour = np.argwhere(gt > 0)[::50]
+    near = tumour[rng.integers(0, len(tumour), components // 2)] + rng.integers(-25, 26, (components // 2, 3))
+    anywhere = rng.integers((20, 20, 15), np.array(SHAPE) - 20, (components - components // 2, 3))
+    corners = np.clip(np.concatenate([near, anywhere]), 0, np.array(SHAPE) - 2)
+    for corner, size in zip(corners, rng.integers(1, 3, (components, 3))):
+        pred[tuple(slice(c, c + s) for c, s in zip(corner, size))] = 3
+    return pred
+
+
+def _evaluate(kind: str, gt: np.ndarray, pred: np.ndarray, challenge: str) -> dict:
     """Run one implementation; returns {region: {"metrics": {...}, "lesions": [(id, volume, comps, dice, hd95,
     scored), ...]}}."""
+    from reference_lesionwise import reference_case
+
     from nnunet_tcup.challenges import EVALUATION_PARAMETERS
     from nnunet_tcup.evaluation.lesionwise import evaluate_case
-    from reference_lesionwise import reference_case
 
     if kind == "fast":
         ev = evaluate_case(gt, pred, (1.0, 1.0, 1.0), challenge)
-        return {r: {"metrics": ev[r].metrics(),
-                    "lesions": [(les.lesion_id, les.volume_mm3, les.matched_components, les.dice, les.hd95,
-                                 les.scored) for les in ev[r].lesions]} for r in ev.regions}
+        return {
+            r: {
+                "metrics": ev[r].metrics(),
+                "lesions": [
+                    (les.lesion_id, les.volume_mm3, les.matched_components, les.dice, les.hd95, les.scored)
+                    for les in ev[r].lesions
+                ],
+            }
+            for r in ev.regions
+        }
     params = EVALUATION_PARAMETERS[challenge]
     ref = reference_case(gt, pred, (1.0, 1.0, 1.0), params.dilation_iterations, params.volume_threshold_mm3)
-    return {r: {"metrics": ref[r]["metrics"],
-                "lesions": [(les["lesion_id"], les["volume_mm3"], les["matched_components"], les["dice"],
-                             les["hd95"], les["scored"]) for les in ref[r]["lesions"]]} for r in ref}
+    return {
+        r: {
+            "metrics": ref[r]["metrics"],
+            "lesions": [
+                (
+                    les["lesion_id"],
+                    les["volume_mm3"],
+                    les["matched_components"],
+                    les["dice"],
+                    les["hd95"],
+                    les["scored"],
+                )
+                for les in ref[r]["lesions"]
+            ],
+        }
+        for r in ref
+    }
 
 
-def _run(kind: str, path: str, challenge: str, queue: "multiprocessing.Queue") -> None:
+def _run(kind: str, path: str, challenge: str, queue: multiprocessing.Queue) -> None:
     """Child process: load the case, warm up, run once timed (wall and CPU) and measure the RSS growth; for the
     fast implementation also run once under tracemalloc."""
     import resource
@@ -129,11 +171,19 @@ def _run(kind: str, path: str, challenge: str, queue: "multiprocessing.Queue") -
         _evaluate(kind, gt, pred, challenge)
         traced = tracemalloc.get_traced_memory()[1] / 2**20
         tracemalloc.stop()
-    queue.put({"seconds": seconds, "cpu_seconds": cpu_seconds, "result": result, "traced_mib": traced,
-               "rss_growth_mib": (rss_after - rss_before) / 1024, "rss_peak_mib": rss_after / 1024})
+    queue.put(
+        {
+            "seconds": seconds,
+            "cpu_seconds": cpu_seconds,
+            "result": result,
+            "traced_mib": traced,
+            "rss_growth_mib": (rss_after - rss_before) / 1024,
+            "rss_peak_mib": rss_after / 1024,
+        }
+    )
 
 
-def run_child(kind: str, path: str, challenge: str) -> Dict:
+def run_child(kind: str, path: str, challenge: str) -> dict:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_run, args=(kind, path, challenge, queue))
@@ -143,7 +193,7 @@ def run_child(kind: str, path: str, challenge: str) -> Dict:
     return out
 
 
-def compare(fast: Dict, ref: Dict) -> float:
+def compare(fast: dict, ref: dict) -> float:
     """Largest absolute difference over all values; raises AssertionError on any structural / count difference."""
     worst = 0.0
     for region in ("WT", "TC", "ET"):
@@ -156,9 +206,61 @@ def compare(fast: Dict, ref: Dict) -> float:
     return worst
 
 
+def _count_components(mask: np.ndarray) -> int:
+    import cc3d
+
+    return int(cc3d.connected_components(mask, connectivity=26, return_N=True)[1])
+
+
+def compare_case(label: str, gt: np.ndarray, pred: np.ndarray, challenge: str, path: str) -> dict:
+    """Run reference and fast implementation in fresh processes on one case, check the numbers, print a block."""
+    np.savez(path, gt=gt, pred=pred)
+    runs = {kind: run_child(kind, path, challenge) for kind in ("reference", "fast")}
+    ref, fast = runs["reference"], runs["fast"]
+    worst = compare(fast["result"], ref["result"])
+    lesions = {r: len(ref["result"][r]["lesions"]) for r in ("WT", "TC", "ET")}
+    fps = {r: ref["result"][r]["metrics"]["Num_FP"] for r in ("WT", "TC", "ET")}
+    print(
+        f"{label} {SHAPE}: predicted ET components {_count_components(pred == 3)}, GT lesions {lesions}, "
+        f"false positives {fps}"
+    )
+    for kind, run in runs.items():
+        print(
+            f"  {kind:9s} wall {run['seconds']:6.2f} s  CPU {run['cpu_seconds']:6.2f} s  "
+            f"peak RSS growth {run['rss_growth_mib']:6.1f} MiB (process peak {run['rss_peak_mib']:.0f} MiB)"
+            + (f"  tracemalloc peak {run['traced_mib']:.1f} MiB" if kind == "fast" else "")
+        )
+    print(
+        f"  speed-up: CPU {ref['cpu_seconds'] / fast['cpu_seconds']:.1f}x, wall "
+        f"{ref['seconds'] / fast['seconds']:.1f}x; max |difference| {worst:.3g}"
+    )
+    return {"ref": ref, "fast": fast, "worst": worst}
+
+
+def scaling(gt: np.ndarray, pred: np.ndarray, challenge: str, components: int, seed: int, tmp: str) -> None:
+    """Fast implementation alone on one case with 0 .. 4x ``components`` extra ET components: CPU seconds."""
+    print(f"scaling (fast implementation only, case seed {seed}): CPU seconds vs predicted ET components")
+    base = None
+    for factor in (0, 0.25, 0.5, 1, 2, 4):
+        specked = add_specks(pred, gt, int(components * factor), seed) if factor else pred
+        path = os.path.join(tmp, f"scaling{factor}.npz")
+        np.savez(path, gt=gt, pred=specked)
+        cpu = run_child("fast", path, challenge)["cpu_seconds"]
+        base = cpu if base is None else base
+        print(
+            f"  {_count_components(specked == 3):5d} ET components: CPU {cpu:5.2f} s ({cpu / base:.2f}x the case "
+            f"without extra components)"
+        )
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--cases", type=int, default=3, help="number of generated full-size cases (default 3)")
+    parser.add_argument("--cases", type=int, default=3, help="typical full-size cases (default 3)")
+    parser.add_argument("--many", type=int, default=1, help="many-component full-size cases (default 1)")
+    parser.add_argument(
+        "--components", type=int, default=1100, help="small ET components added to a many-component case (default 1100)"
+    )
+    parser.add_argument("--scaling", action="store_true", help="also time the fast implementation vs #components")
     parser.add_argument("--challenge", default="GLI", help="challenge parameters to use (default GLI)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first case (default 0)")
     args = parser.parse_args()
@@ -166,33 +268,33 @@ def main() -> int:
     from nnunet_tcup.challenges import check_challenge
 
     challenge = check_challenge(args.challenge)
-    totals = {"fast": [0.0, 0.0], "reference": [0.0, 0.0]}  # wall, CPU seconds
+    totals: dict[str, dict[str, list]] = {}
     worst_all = 0.0
     with tempfile.TemporaryDirectory() as tmp:
-        for i in range(args.cases):
-            gt, pred = make_case(args.seed + i)
-            path = os.path.join(tmp, f"case{i}.npz")
-            np.savez(path, gt=gt, pred=pred)
-            runs = {kind: run_child(kind, path, challenge) for kind in ("reference", "fast")}
-            ref, fast = runs["reference"], runs["fast"]
-            worst = compare(fast["result"], ref["result"])
-            worst_all = max(worst_all, worst)
-            lesions = {r: len(ref["result"][r]["lesions"]) for r in ("WT", "TC", "ET")}
-            fps = {r: ref["result"][r]["metrics"]["Num_FP"] for r in ("WT", "TC", "ET")}
-            print(f"case {i} (seed {args.seed + i}, {SHAPE}): GT lesions {lesions}, false positives {fps}")
-            for kind, run in runs.items():
-                totals[kind][0] += run["seconds"]
-                totals[kind][1] += run["cpu_seconds"]
-                print(f"  {kind:9s} wall {run['seconds']:6.2f} s  CPU {run['cpu_seconds']:6.2f} s  "
-                      f"peak RSS growth {run['rss_growth_mib']:6.1f} MiB (process peak {run['rss_peak_mib']:.0f} MiB)"
-                      + (f"  tracemalloc peak {run['traced_mib']:.1f} MiB" if kind == "fast" else ""))
-            print(f"  speed-up: CPU {ref['cpu_seconds'] / fast['cpu_seconds']:.1f}x, wall "
-                  f"{ref['seconds'] / fast['seconds']:.1f}x; max |difference| {worst:.3g}")
-    (ref_wall, ref_cpu), (fast_wall, fast_cpu) = totals["reference"], totals["fast"]
-    print(f"TOTAL {args.cases} cases ({challenge}): reference CPU {ref_cpu:.2f} s (wall {ref_wall:.2f} s), fast CPU "
-          f"{fast_cpu:.2f} s (wall {fast_wall:.2f} s); speed-up CPU {ref_cpu / fast_cpu:.1f}x, wall "
-          f"{ref_wall / fast_wall:.1f}x; max |difference| {worst_all:.3g} "
-          f"({'identical' if worst_all == 0 else 'NOT identical'})")
+        cases = [("typical", args.seed + i) for i in range(args.cases)]
+        cases += [("many", args.seed + i) for i in range(args.many)]
+        for kind, seed in cases:
+            gt, pred = make_case(seed)
+            if kind == "many":
+                pred = add_specks(pred, gt, args.components, seed)
+            out = compare_case(f"{kind} case (seed {seed})", gt, pred, challenge, os.path.join(tmp, "case.npz"))
+            worst_all = max(worst_all, out["worst"])
+            entry = totals.setdefault(kind, {"ref": [0.0, 0.0], "fast": [0.0, 0.0], "n": [0]})
+            for impl in ("ref", "fast"):
+                entry[impl][0] += out[impl]["seconds"]
+                entry[impl][1] += out[impl]["cpu_seconds"]
+            entry["n"][0] += 1
+        if args.scaling:
+            gt, pred = make_case(args.seed)
+            scaling(gt, pred, challenge, args.components, args.seed, tmp)
+    for kind, entry in totals.items():
+        (ref_wall, ref_cpu), (fast_wall, fast_cpu), n = entry["ref"], entry["fast"], entry["n"][0]
+        print(
+            f"TOTAL {n} {kind} case(s) ({challenge}): reference CPU {ref_cpu:.2f} s (wall {ref_wall:.2f} s), fast "
+            f"CPU {fast_cpu:.2f} s (wall {fast_wall:.2f} s); speed-up CPU {ref_cpu / fast_cpu:.1f}x, wall "
+            f"{ref_wall / fast_wall:.1f}x"
+        )
+    print(f"max |difference| over all cases {worst_all:.3g} ({'identical' if worst_all == 0 else 'NOT identical'})")
     return 0
 
 
