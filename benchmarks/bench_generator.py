@@ -2,7 +2,9 @@
 
 One training step = forward + backward + Adam step with a BCE-with-logits loss on a random (B, C, D, H, W) patch.
 Networks, all measured in the same run, interleaved (one step of each per repetition, so machine load hits all alike):
-  - tcup        TCuPGenerator(4, 3) at the paper widths (fast ConvLSTM)
+  - tcup        TCuPGenerator(4, 3) at the paper widths (fused ConvLSTM, the default)
+  - tcup_fast   the same generator with the previous default ConvLSTM ("fast"; same weights, same outputs): the
+                before/after ratio of the fused recurrence is "step time tcup_fast / tcup"
   - tcup_naive  the same generator with the per-slice single-conv ConvLSTM (same weights, same outputs)
   - nnunet      PlainConvUNet planned exactly like nnU-Net 2.8.1's default ExperimentPlanner for this patch
                 (get_pool_and_conv_props, 32 base features capped at 320, 2 convs per stage, InstanceNorm, LeakyReLU),
@@ -21,7 +23,7 @@ import argparse
 import os
 import statistics
 import time
-from typing import Callable, Dict, List, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
@@ -95,8 +97,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
                         help="wall: elapsed time; cpu: process CPU time (robust on a loaded machine with --threads 1)")
-    parser.add_argument("--networks", nargs="+", default=["tcup", "tcup_naive", "nnunet"],
-                        choices=["tcup", "tcup_naive", "nnunet"], help="networks to time")
+    parser.add_argument("--networks", nargs="+", default=["tcup", "tcup_fast", "tcup_naive", "nnunet"],
+                        choices=["tcup", "tcup_fast", "tcup_naive", "nnunet"], help="networks to time")
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -109,6 +111,7 @@ def main() -> None:
     target = (torch.rand(args.batch, 3, *args.patch) > 0.8).float()
     builders = {
         "tcup": lambda: TCuPGenerator(4, 3),
+        "tcup_fast": lambda: TCuPGenerator(4, 3, convlstm_implementation="fast"),
         "tcup_naive": lambda: TCuPGenerator(4, 3, convlstm_implementation="per_slice"),
         "nnunet": lambda: nnunet_default_network(args.patch, 4, 3),
     }
@@ -127,9 +130,9 @@ def main() -> None:
     mm()
     for step in steps.values():  # warm-up
         step()
-    seconds: Dict[str, List[float]] = {name: [] for name in nets}
-    fraction: Dict[str, List[float]] = {name: [] for name in nets}
-    mm_rates: List[float] = []
+    seconds: dict[str, list[float]] = {name: [] for name in nets}
+    fraction: dict[str, list[float]] = {name: [] for name in nets}
+    mm_rates: list[float] = []
     for _ in range(args.reps):
         for name, step in steps.items():
             rate = mm_flops / min(timed(mm), timed(mm))

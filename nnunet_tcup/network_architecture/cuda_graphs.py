@@ -10,7 +10,8 @@ Correctness rules this follows (PyTorch's CUDA-graph notes): warm-up on a side s
 an autocast context with ``cache_enabled=False`` that repeats the caller's autocast state; copy each input into the
 graph's static input and clone the static output (the next replay overwrites it). Parameters are read from their
 memory at replay, so in-place weight updates (``load_state_dict``, as nnU-Net's fold ensembling does) are seen;
-moving the module (``.to()``, which reallocates) requires :meth:`GraphCache.clear`.
+the generator puts its parameters' addresses in the key, so a moved or re-created parameter means a new capture
+(the oldest of ``MAX_GRAPHS`` graphs is dropped).
 """
 from __future__ import annotations
 
@@ -50,10 +51,13 @@ class GraphCache:
     def __len__(self) -> int:
         return len(self._graphs)
 
-    def run(self, forward: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-        """``forward(x)`` through a captured graph for ``x``'s shape (captured on first use)."""
+    def run(self, forward: Callable[[Tensor], Tensor], x: Tensor, state_key: tuple = ()) -> Tensor:
+        """``forward(x)`` through a captured graph for ``x``'s shape (captured on first use).
+
+        ``state_key``: anything else the graph depends on, e.g. the parameters' addresses.
+        """
         autocast = _autocast_key("cuda")
-        key = (tuple(x.shape), x.dtype, x.device, autocast)
+        key = (tuple(x.shape), x.dtype, x.device, autocast, state_key)
         entry = self._graphs.get(key)
         if entry is None:
             if len(self._graphs) >= self.max_graphs:

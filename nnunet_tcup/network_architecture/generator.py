@@ -149,15 +149,12 @@ class TCuPGenerator(nn.Module):
                 module.implementation = implementation
         self._graphs.clear()
 
-    def _apply(self, fn, recurse: bool = True):  # type: ignore[no-untyped-def]
-        self._graphs.clear()  # .to()/.cuda()/.half() reallocate parameters: captured graphs would read stale memory
-        return super()._apply(fn, recurse)
-
     def forward(self, x: Tensor) -> Tensor:
         """x: ``(B, C, D, H, W)`` -> logits ``(B, num_classes, D, H, W)``."""
         self._check_input(x)
         if self.cuda_graphs and x.is_cuda and not self.training and not torch.is_grad_enabled():
-            return self._graphs.run(self._forward, x)
+            # parameter addresses in the key: a graph never reads memory that .to()/.half() has replaced
+            return self._graphs.run(self._forward, x, tuple(p.data_ptr() for p in self.parameters()))
         return self._forward(x)
 
     def _check_input(self, x: Tensor) -> None:
