@@ -28,7 +28,7 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Union
+from typing import Any, BinaryIO, Union
 
 import numpy as np
 
@@ -156,18 +156,22 @@ class ImageGeometry:
         )
 
 
-def _verify_gzip_stream(path: Path) -> None:
-    """Decompress the whole gzip file in chunks (checks every member's CRC-32 and length); ValueError if it fails."""
+def _verify_gzip_stream(path: Path, copy_to: BinaryIO | None = None) -> None:
+    """Decompress the whole gzip file in chunks (checks every member's CRC-32 and length), writing the decompressed
+    bytes to ``copy_to`` if given; ValueError naming the file if the stream is truncated or corrupt."""
     try:
         with gzip.open(path, "rb") as f:
-            while f.read(_GZIP_CHUNK):
-                pass
+            while chunk := f.read(_GZIP_CHUNK):
+                if copy_to is not None:
+                    copy_to.write(chunk)
     except (OSError, EOFError, zlib.error) as e:
         raise ValueError(f"{path}: truncated or corrupt gzip stream ({type(e).__name__}: {e})") from None
 
 
-def _verify_uncompressed_length(path: Path) -> None:
-    """A ``.nii`` must hold at least ``vox_offset + voxels * bytes per voxel`` bytes; ValueError if shorter."""
+def _verify_uncompressed_length(path: Path, shown: Path | None = None) -> None:
+    """A ``.nii`` must hold at least ``vox_offset + voxels * bytes per voxel`` bytes; ValueError naming ``shown``
+    (default ``path``) if it is shorter or its header cannot be read."""
+    shown = path if shown is None else shown
     import nibabel as nib
 
     try:
@@ -175,10 +179,10 @@ def _verify_uncompressed_length(path: Path) -> None:
         proxy = image.dataobj  # an ArrayProxy: offset, shape and dtype of the stored voxels
         needed = int(proxy.offset) + math.prod(int(s) for s in proxy.shape) * int(np.dtype(proxy.dtype).itemsize)
     except Exception as e:  # nibabel raises many types for a bad header
-        raise ValueError(f"{path}: cannot read NIfTI header ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{shown}: cannot read NIfTI header ({type(e).__name__}: {e})") from None
     size = path.stat().st_size
     if size < needed:
-        raise ValueError(f"{path}: truncated file ({size} bytes, the header needs {needed})")
+        raise ValueError(f"{shown}: truncated file ({size} bytes, the header needs {needed})")
 
 
 def verify_nifti_file(path: PathLike) -> Path:
@@ -220,21 +224,27 @@ def _label_values_problem(path: Path, data: np.ndarray) -> str | None:
     return None
 
 
+def _sitk_read(file: Path, shown: Path) -> tuple[Any, np.ndarray]:
+    """``(SimpleITK image, array (z, y, x))`` of ``file``; errors name ``shown`` (the user's file)."""
+    import SimpleITK as sitk
+
+    try:
+        image = sitk.ReadImage(str(file))
+        return image, sitk.GetArrayFromImage(image)
+    except Exception as e:  # SimpleITK raises RuntimeError with ITK's multi-line message
+        first_line = str(e).strip().splitlines()[-1] if str(e).strip() else ""
+        raise ValueError(f"{shown}: cannot read image ({type(e).__name__}: {first_line})") from None
+
+
 def read_image_zyx(path: PathLike, *, labels: bool = False) -> tuple[np.ndarray, ImageGeometry]:
     """Read a ``.nii.gz`` / ``.nii`` image with SimpleITK as an array in ``(z, y, x)`` order, and its geometry.
 
-    The file is verified first (:func:`verify_nifti_file`); with ``labels`` NaN/Inf and non-integer voxels are
+    The file is verified first (:func:`verify_nifti_file`; for a ``.nii.gz`` this is a second decompression, about
+    as long as SimpleITK's own read, see ``benchmarks/bench_read.py``); with ``labels`` NaN/Inf and non-integer voxels are
     errors (the message gives their count). Raises ValueError naming the file and the problem.
     """
-    import SimpleITK as sitk
-
     path = verify_nifti_file(path)
-    try:
-        image = sitk.ReadImage(str(path))
-        array = sitk.GetArrayFromImage(image)
-    except Exception as e:  # SimpleITK raises RuntimeError with ITK's multi-line message
-        first_line = str(e).strip().splitlines()[-1] if str(e).strip() else ""
-        raise ValueError(f"{path}: cannot read image ({type(e).__name__}: {first_line})") from None
+    image, array = _sitk_read(path, path)
     if image.GetDimension() != 3:
         raise ValueError(f"{path}: expected a 3D image, got {image.GetDimension()} dimensions")
     if labels:
