@@ -56,7 +56,7 @@ class Step:
 
     name: str
     title: str
-    command: Sequence[str] | None = None
+    command: Sequence[str | int | os.PathLike[str]] | None = None  # str() of each is the argv
     action: Callable[[], None] | None = None
     outputs: Sequence[Path] = ()
     progress: ProgressSpec | None = None
@@ -325,6 +325,7 @@ class PipelineRunner:
 
     def _run_command(self, step: Step, log: TextIO, log_path: Path, prefix: str) -> tuple[int, float]:
         """Run the step's subprocess; return its peak RSS (bytes) and CPU time (s)."""
+        assert step.command is not None  # a command step (see Step)
         argv = [str(c) for c in step.command]
         try:
             proc = subprocess.Popen(
@@ -383,6 +384,7 @@ class PipelineRunner:
         before = resource.getrusage(resource.RUSAGE_SELF)
         try:
             with contextlib.redirect_stdout(log), contextlib.redirect_stderr(log):
+                assert step.action is not None  # an action step (see Step)
                 step.action()
         except Exception as e:
             log.write(traceback.format_exc())

@@ -115,7 +115,7 @@ def _heldout_text(check: PostprocessingCheck) -> tuple[str, str]:
     """(before -> after, verdict) for the held-out cases."""
     if check.before is None or check.after is None:
         return "n/a", "n/a"
-    change = check.change
+    change = check.after["mean"] - check.before["mean"]
     arrow = f"{check.before['mean']:.3f} -> {check.after['mean']:.3f}"
     if check.worse:
         detail = ", ".join(f"{r} {check.before[r]:.3f} -> {check.after[r]:.3f}" for r in check.worse_regions())

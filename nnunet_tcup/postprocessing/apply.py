@@ -29,7 +29,9 @@ def filter_array_file(source: Path, params: FilterParameters) -> tuple[np.ndarra
 
     array, geometry = read_image_zyx(source, labels=True)
     try:
-        filtered = filter_lesions(array, **params.as_kwargs())
+        filtered = filter_lesions(
+            array, params.wt_threshold, params.tc_threshold, params.et_threshold, params.min_slices
+        )
     except ValueError as e:
         raise ValueError(f"{source}: {e}") from None
     return filtered.astype(array.dtype, copy=False), geometry

@@ -211,7 +211,7 @@ def region_lesionwise_dice(rc: RegionCache, keep: np.ndarray) -> dict[str, float
     np.add.at(pred_vol, tp[sel, 1], rc.voxels[tp[sel, 0]])
     n_fp = int(np.count_nonzero(keep & ~rc.touches_any))
     dices = [lw.dice_from_counts(int(i), int(g), int(p)) for i, g, p in zip(inter, rc.lesion_voxels, pred_vol)]
-    score, _ = lw.lesionwise_scores(dices, [0.0] * len(dices), rc.lesion_scored, n_fp)
+    score, _ = lw.lesionwise_scores(dices, [0.0] * len(dices), rc.lesion_scored.tolist(), n_fp)
     return {"LesionWise_Score_Dice": score, "n_scored": int(rc.lesion_scored.sum()), "n_fp": n_fp}
 
 
@@ -270,10 +270,10 @@ class CandidateScorer:
             if parent_region:
                 p_off += case.regions[parent_region].n_components
         cat = np.concatenate
-        voxels, slices = cat(voxels).astype(np.int64), cat(slices).astype(np.int64)
-        scored = cat(scored).astype(bool)
+        all_voxels, all_slices = cat(voxels).astype(np.int64), cat(slices).astype(np.int64)
+        all_scored = cat(scored).astype(bool)
         n_cases = len(cases)
-        lesion_case = cat(lesion_case)
+        all_lesion_case = cat(lesion_case)
         shape = (c_off, l_off)
         overlap = sp.csr_matrix((cat(op_vals).astype(np.float64), (cat(op_rows), cat(op_cols))), shape=shape)
         touch = sp.csr_matrix((cat(tp_vals).astype(np.float64), (cat(tp_rows), cat(tp_cols))), shape=shape)
@@ -281,25 +281,25 @@ class CandidateScorer:
         fp_case = sp.csr_matrix(
             (np.ones(int(fp.sum())), (np.flatnonzero(fp), cat(comp_case)[fp])), shape=(c_off, n_cases)
         )
-        scored_idx = np.flatnonzero(scored)
+        scored_idx = np.flatnonzero(all_scored)
         comp_voxels = sp.csr_matrix(
-            (voxels.astype(np.float64), (np.arange(c_off), cat(comp_case))), shape=(c_off, n_cases)
+            (all_voxels.astype(np.float64), (np.arange(c_off), cat(comp_case))), shape=(c_off, n_cases)
         )
         lesion_case_m = sp.csr_matrix(
-            (np.ones(scored_idx.size), (np.arange(scored_idx.size), lesion_case[scored_idx])),
+            (np.ones(scored_idx.size), (np.arange(scored_idx.size), all_lesion_case[scored_idx])),
             shape=(scored_idx.size, n_cases),
         )
         # transposed (rows: lesions or cases) so that products with (components, candidates) keep matrices are cheap
         return {
             "comp_voxels_T": comp_voxels.T.tocsr(),
-            "area": np.where(slices > 0, voxels / np.maximum(slices, 1), 0.0),  # same floats as keep_components
-            "slices": slices.astype(np.float64),
+            "area": np.where(all_slices > 0, all_voxels / np.maximum(all_slices, 1), 0.0),  # as keep_components
+            "slices": all_slices.astype(np.float64),
             "parent": cat(parents).astype(np.int64),
             "overlap_T": overlap[:, scored_idx].T.tocsr(),
             "touch_T": touch[:, scored_idx].T.tocsr(),
             "lesion_voxels": cat(lesion_vox).astype(np.float64)[scored_idx],
             "lesion_case_T": lesion_case_m.T.tocsr(),
-            "n_scored": np.bincount(lesion_case[scored_idx], minlength=n_cases).astype(np.float64),
+            "n_scored": np.bincount(all_lesion_case[scored_idx], minlength=n_cases).astype(np.float64),
             "fp_case_T": fp_case.T.tocsr(),
         }
 

@@ -196,7 +196,10 @@ def run_tune(args: argparse.Namespace) -> int:
             raise ValueError("--pred and --gt go together")
         pairs = pairs_from_folders(Path(args.pred), Path(args.gt))
         output = Path(args.output) if args.output else Path(args.pred)
-        sources = {"predictions": str(Path(args.pred).resolve()), "ground_truth": str(Path(args.gt).resolve())}
+        sources: dict[str, object] = {
+            "predictions": str(Path(args.pred).resolve()),
+            "ground_truth": str(Path(args.gt).resolve()),
+        }
     else:
         if args.output:
             raise ValueError("-o is only for --pred/--gt; with -d the files go where nnU-Net keeps its own")

@@ -54,9 +54,10 @@ def check_min_slices(value, name: str = "min_slices") -> int:
     """Return ``value`` as an int if it is a whole number >= 1; raise ValueError otherwise."""
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a whole number >= 1 (slices), got {value!r}")
-    if not math.isfinite(float(value)) or float(value) != int(value) or int(value) < 1:
+    number = float(value)
+    if not math.isfinite(number) or number != math.floor(number) or number < 1:
         raise ValueError(f"{name} must be a whole number >= 1 (slices), got {value!r}")
-    return int(value)
+    return int(number)
 
 
 @dataclass(frozen=True)

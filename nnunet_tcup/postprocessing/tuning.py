@@ -107,8 +107,8 @@ def _region_tables(scorer: CandidateScorer, grid: ThresholdGrid) -> tuple[np.nda
     m_, a_ = np.meshgrid(grid.min_slices, grid.wt, indexing="ij")
     wt_cand = np.stack([a_.ravel(), np.zeros(a_.size), np.zeros(a_.size), m_.ravel()], axis=1)
     wt = scorer.region_case_scores("WT", wt_cand).reshape(nm, na, 1, 1, n)
-    m_, a_, b_ = np.meshgrid(grid.min_slices, grid.wt, grid.tc, indexing="ij")
-    tc_cand = np.stack([a_.ravel(), b_.ravel(), np.zeros(a_.size), m_.ravel()], axis=1)
+    m3, a3, b3 = np.meshgrid(grid.min_slices, grid.wt, grid.tc, indexing="ij")
+    tc_cand = np.stack([a3.ravel(), b3.ravel(), np.zeros(a3.size), m3.ravel()], axis=1)
     tc = scorer.region_case_scores("TC", tc_cand).reshape(nm, na, nb, 1, n)
     et = scorer.region_case_scores("ET", grid.candidates()).reshape(nm, na, nb, nc, n)
     return wt, tc, et
