@@ -1,14 +1,16 @@
-"""BraTS 2023 <-> nnU-Net v2 conversion (``nnunet_tcup convert`` / ``nnunet_tcup export``).
+"""BraTS (2023, 2021/2020 layouts) <-> nnU-Net v2 conversion (``nnunet_tcup convert`` / ``nnunet_tcup export``).
 
 Public API::
 
     convert_brats2023(challenge, dataset_id, train_dir, test_dir=None, mode="regions", num_workers=None,
                       raw_dir=None, progress=True) -> ConversionSummary
     export_predictions(pred_dir, out_dir, challenge, source=None, num_workers=None, overwrite=False,
-                       progress=True) -> ExportSummary
+                       progress=True, allow_missing=False) -> ExportSummary
 
-Channels 0000-0003 = t1n, t1c, t2w, t2f. Layout, dataset.json and the resume design: :mod:`.brats2023` and
-:mod:`.manifest`; checks: :mod:`.validation`; predictions back to BraTS files: :mod:`.export`.
+Modes: ``regions`` (WT/TC/ET), ``classes`` (the paper's NETC/SNFH/ET; alias ``labels``). Channels 0000-0003 = t1n,
+t1c, t2w, t2f. Source layouts: :mod:`.layout`; dataset.json and the orchestration: :mod:`.brats2023`; per-case
+checks and writes: :mod:`.case_io`; resume records: :mod:`.manifest`; file checks: :mod:`.validation`;
+predictions back to BraTS files: :mod:`.export`.
 """
 
 from __future__ import annotations

@@ -14,13 +14,17 @@ def register(subparsers) -> None:
     """Add the ``convert`` and ``export`` sub-parsers."""
     convert = subparsers.add_parser(
         "convert",
-        help="BraTS 2023 case folders -> nnU-Net raw dataset",
-        description="Convert BraTS 2023 case folders (BraTS-CH-NNNNN-NNN/BraTS-CH-NNNNN-NNN-{t1n,t1c,t2w,t2f,seg}"
-        ".nii.gz) into $nnUNet_raw/Dataset{ID:03d}_BraTS2023_{CH} with imagesTr, labelsTr, imagesTs and dataset.json. "
+        help="BraTS case folders -> nnU-Net raw dataset",
+        description="Convert BraTS case folders into $nnUNet_raw/Dataset{ID:03d}_BraTS2023_{CH} with imagesTr, "
+        "labelsTr, imagesTs, labelsTs (test cases that have a -seg file) and dataset.json. Layouts, auto-detected: "
+        "BraTS 2023 (BraTS-CH-NNNNN-NNN/BraTS-CH-NNNNN-NNN-{t1n,t1c,t2w,t2f,seg}.nii.gz) and BraTS 2021/2020 "
+        "(BraTS2021_NNNNN/BraTS2021_NNNNN_{t1,t1ce,t2,flair,seg}.nii.gz, GLI only: t1 -> t1n, t1ce -> t1c, "
+        "t2 -> t2w, flair -> t2f, label 4 -> 3); .nii or .nii.gz; __MACOSX/ and .DS_Store are skipped with a note. "
         "Channels: 0000 = t1n, 0001 = t1c, 0002 = t2w, 0003 = t2f. Case ids keep the BraTS names. Every case is "
         "validated before anything is written (missing files, shape/spacing/affine mismatches, labels outside "
-        "{0,1,2,3}, non-finite voxels, unreadable files, duplicate ids, conflicting existing dataset). Re-running "
-        "resumes: cases recorded as complete are verified and skipped, nothing existing is overwritten.",
+        "{0,1,2,3}, NaN/Inf voxels, truncated or unreadable files, duplicate ids, conflicting existing dataset). "
+        "Re-running resumes, also after kill -9: cases recorded as complete are verified and skipped, temporary "
+        "files of the killed run are removed, nothing existing is overwritten.",
     )
     convert.add_argument("--challenge", required=True, help="BraTS 2023 challenge: GLI, MEN, PED or SSA")
     convert.add_argument(
