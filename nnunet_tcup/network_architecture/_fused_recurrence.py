@@ -7,9 +7,10 @@ Tensor layout: time-major ``(T, B, 4*hidden, H, W)`` gate pre-activations in the
 * backward: the gradients of ``i, f, g`` are one contiguous ``(B, 3, hidden, H, W)`` block, which is
   ``dc * M`` with a per-step coefficient ``M = [g*i', c_prev*f', i*g']`` computed for all steps at once.
 
-Per time step the forward issues the hidden conv and 7 pointwise calls (add, sigmoid_, tanh_, mul, addcmul_, tanh,
-mul), all writing into buffers allocated once per chunk; the backward issues the transposed hidden conv and at most
-5 pointwise calls. Every per-step view is made in one ``unbind`` per chunk. There is no host synchronisation.
+Per time step the forward issues the hidden conv and 7 pointwise calls (add_, sigmoid_, tanh_, mul + addcmul_ for c,
+tanh, mul for h; the first step has no conv and no add), all writing into buffers allocated once per chunk; the
+backward issues the hidden conv's input gradient and at most 5 pointwise calls. Per-step views are made once per
+chunk with one ``as_strided`` call each (:func:`steps_of`). There is no host synchronisation.
 Everything that does not depend on the recurrence (activation derivatives, ``tanh(c)``, the coefficients ``M``,
 ``N = tanh(c) * o'`` and ``K = o * (1 - tanh(c)^2)``, the hidden-weight gradient) is computed once per chunk.
 
@@ -76,7 +77,8 @@ class FusedRecurrence(torch.autograd.Function):
         blocks = acts.view(steps, batch, 4, hidden, height, width)
         pre_t = steps_of(acts)
         sig_t, tanh_t = steps_of(acts[:, :, : 3 * hidden]), steps_of(acts[:, :, 3 * hidden:])
-        o_t, i_t, f_t, g_t = (steps_of(blocks[:, :, k]) for k in range(4))
+        o_t, i_t, f_t = (steps_of(blocks[:, :, k]) for k in range(3))
+        g_t = tanh_t  # the g block is the tanh slice
         c_t, h_t = steps_of(cells), steps_of(h_seq)
         with torch.autocast(device.type, enabled=False):
             h_prev, c_prev = h0, c0
