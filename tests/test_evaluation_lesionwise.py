@@ -366,3 +366,30 @@ def test_component_surfels_select_unions():
     assert np.array_equal(points[order], expected_points[expected_order])
     assert np.array_equal(areas[order], expected_areas[expected_order])
     assert surfels.select([])[0].shape == (0, 3)
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.8, 1.3, 2.2)])
+def test_surface_pair_reuses_nearest_surfels_exactly(spacing):
+    """HD95 between unions of components from the shared nearest-surfel tables equals the library's HD95 of the
+    union masks (surfels whose overall nearest surfel is not selected are queried again)."""
+    rng = np.random.default_rng(11)
+    gt_mask = rng.random((26, 22, 18)) < 0.05
+    pred_mask = np.roll(gt_mask, 1, axis=0) | (rng.random(gt_mask.shape) < 0.03)
+    gt_mask[4:10, 4:11, 3:8] = pred_mask[5:12, 4:10, 3:9] = True
+    gt_labels, n_gt = lw.label_components(gt_mask)
+    pred_labels, n_pred = lw.label_components(pred_mask)
+    pair = surface.SurfacePair(
+        surface.component_surfels(gt_labels, n_gt, spacing), surface.component_surfels(pred_labels, n_pred, spacing),
+        spacing,
+    )  # fmt: skip
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        expected = surface_distance.compute_surface_distances(gt_mask, pred_mask, spacing)
+        assert pair.hd95() == surface_distance.compute_robust_hausdorff(expected, 95)
+        for _ in range(12):
+            gt_ids = np.sort(rng.choice(np.arange(1, n_gt + 1), rng.integers(1, 4), replace=False))
+            pred_ids = np.sort(rng.choice(np.arange(1, n_pred + 1), rng.integers(1, 6), replace=False))
+            expected = surface_distance.compute_surface_distances(
+                np.isin(gt_labels, gt_ids), np.isin(pred_labels, pred_ids), spacing
+            )
+            assert pair.hd95_between(gt_ids, pred_ids) == surface_distance.compute_robust_hausdorff(expected, 95)

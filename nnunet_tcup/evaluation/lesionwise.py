@@ -68,11 +68,10 @@ from nnunet_tcup.evaluation.scores import (
 )
 from nnunet_tcup.evaluation.surface import (
     MISSED_LESION_HD95,
-    ComponentSurfels,
+    SurfacePair,
     component_surfels,
     finite_hd95,
     hd95,
-    hd95_from_surfels,
     surface_distances,
 )
 from nnunet_tcup.evaluation.validation import check_labels, check_spacing, resolve_parameters
@@ -301,11 +300,11 @@ def evaluate_region(
         gt_surfels = component_surfels(
             gt_lesions.gt_components, gt_lesions.num_components, spacing, gt_lesions.component_boxes
         )
+        surfaces = SurfacePair(gt_surfels, pred_surfels, spacing)
         lesions = _lesion_results(
-            gt_lesions, gt_surfels, pred_cc, comp_boxes, pred_surfels, dilation_iterations, spacing,
-            volume_threshold_mm3,
-        )  # fmt: skip
-        legacy_hd95 = finite_hd95(hd95_from_surfels(gt_surfels.select(), pred_surfels.select(), spacing))
+            gt_lesions, surfaces, pred_cc, comp_boxes, dilation_iterations, spacing, volume_threshold_mm3
+        )
+        legacy_hd95 = finite_hd95(surfaces.hd95())
     fps = false_positives([les.matched_components for les in lesions], n_comp)
     ls_dice, ls_hd95 = lesionwise_scores(
         [les.dice for les in lesions], [les.hd95 for les in lesions], [les.scored for les in lesions], len(fps)
@@ -329,16 +328,16 @@ def evaluate_region(
 
 def _lesion_results(
     gt_lesions: GTLesions,
-    gt_surfels: ComponentSurfels,
+    surfaces: SurfacePair,
     pred_cc: np.ndarray,
     comp_boxes: Sequence[Box | None],
-    pred_surfels: ComponentSurfels,
     dilation_iterations: int,
     spacing: Sequence[float],
     volume_threshold_mm3: float,
 ) -> list[LesionResult]:
     """Per-lesion matching, Dice, HD95 and volume, each in the box of the lesion; HD95 from the components'
-    surfels. Lesion i's region of interest (lesion dilated again) is dilated component i of the merge step."""
+    surfels (``surfaces``: GT components vs predicted components). Lesion i's region of interest (lesion dilated
+    again) is dilated component i of the merge step."""
     comp_voxels = np.full(len(comp_boxes), -1, np.int64)  # filled on first use
 
     def voxels_of(component: int) -> int:
@@ -357,8 +356,7 @@ def _lesion_results(
         dice = dice_from_counts(covered, voxels, sum(voxels_of(c) for c in matched))
         distance = MISSED_LESION_HD95
         if matched:
-            lesion_surfels = gt_surfels.select(gt_lesions.components[lesion_id - 1])
-            distance = finite_hd95(hd95_from_surfels(lesion_surfels, pred_surfels.select(matched), spacing))
+            distance = finite_hd95(surfaces.hd95_between(gt_lesions.components[lesion_id - 1], matched))
         volume = voxel_volume_mm3(voxels, spacing)
         scored = bool(volume > volume_threshold_mm3)
         results.append(LesionResult(lesion_id, voxels, volume, matched, dice, distance, scored))

@@ -32,11 +32,14 @@ from nnunet_tcup.evaluation.validation import check_spacing
 __all__ = [
     "MISSED_LESION_HD95",
     "ComponentSurfels",
+    "SurfacePair",
     "component_surfels",
     "finite_hd95",
     "hd95",
     "hd95_from_surfels",
     "nearest_distances",
+    "nearest_surfels",
+    "robust_hausdorff",
     "surface_distances",
     "surface_distances_from_surfels",
 ]
@@ -75,16 +78,23 @@ class ComponentSurfels:
     areas: np.ndarray
     starts: np.ndarray
 
+    def indices(self, ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """Row indices of the surfels of the components ``ids``."""
+        ids = np.asarray(ids, dtype=np.int64)
+        lo = self.starts[ids]
+        lengths = self.starts[ids + 1] - lo
+        return np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(int(lengths.sum()))
+
     def select(self, ids: Sequence[int] | np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """``(points, areas)`` of the union of components ``ids`` (all components for ``None``)."""
         if ids is None:
             return self.points, self.areas
-        ids = np.asarray(ids, dtype=np.int64)
-        lo, hi = self.starts[ids], self.starts[ids + 1]
-        lengths = hi - lo
-        total = int(lengths.sum())
-        index = np.repeat(lo - np.cumsum(lengths) + lengths, lengths) + np.arange(total)
+        index = self.indices(ids)
         return self.points[index], self.areas[index]
+
+    def owners(self) -> np.ndarray:
+        """Component id of every surfel (int64, one per row)."""
+        return np.repeat(np.arange(self.starts.size - 1, dtype=np.int64), np.diff(self.starts))
 
 
 def component_surfels(
@@ -166,34 +176,68 @@ def _box_surfels(labels: np.ndarray, label_id: int, box: Box) -> tuple[np.ndarra
     return cells, values, np.full(values.size, label_id, np.int64)
 
 
-def nearest_distances(points: np.ndarray, targets: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """Distance (mm) from each integer position in ``points`` (k, 3) to the nearest one in ``targets`` (m, 3).
+def nearest_surfels(points: np.ndarray, targets: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """For each integer position in ``points`` (k, 3): the distance (mm) to the nearest one in ``targets`` (m, 3)
+    and that target's row (``(distances, index)``; ``inf`` and -1 when there is no target).
 
-    The nearest target comes from a k-d tree; the distance is then computed from the integer offset exactly as
+    The nearest target comes from a k-d tree (a point that is also a target is its own nearest, found by key
+    lookup); the distance is then computed from the integer offset exactly as
     ``scipy.ndimage.distance_transform_edt(..., sampling=spacing)`` computes it (scaled offsets, squared, summed
-    axis by axis, square root), so values equal the library's EDT-based ones. ``inf`` when there is no target.
+    axis by axis, square root), so values equal the library's EDT-based ones.
     """
     from scipy.spatial import cKDTree
 
     distances = np.full(points.shape[0], np.inf)
+    index = np.full(points.shape[0], -1, np.int64)
     if targets.shape[0] == 0 or points.shape[0] == 0:
-        return distances
+        return distances, index
     lowest = np.minimum(points.min(axis=0), targets.min(axis=0))
     extent = tuple(np.maximum(points.max(axis=0), targets.max(axis=0)) - lowest + 1)
-    shared = np.isin(
-        np.ravel_multi_index((points - lowest).T, extent), np.ravel_multi_index((targets - lowest).T, extent)
-    )
-    distances[shared] = 0.0  # a point that is also a target: no query needed
-    rest = points[~shared]
-    if rest.shape[0]:
+    target_keys = np.ravel_multi_index((targets - lowest).T, extent)
+    order = np.argsort(target_keys, kind="stable")
+    point_keys = np.ravel_multi_index((points - lowest).T, extent)
+    found = np.minimum(np.searchsorted(target_keys[order], point_keys), order.size - 1)
+    shared = target_keys[order[found]] == point_keys
+    distances[shared] = 0.0
+    index[shared] = order[found[shared]]
+    rest = np.flatnonzero(~shared)
+    if rest.size:
         scale = np.asarray(spacing, dtype=np.float64)
         tree = cKDTree(targets * scale, leafsize=32, balanced_tree=False, compact_nodes=False)
-        _, nearest = tree.query(rest * scale, k=1)
-        offsets = (targets[nearest] - rest).astype(np.float64)
+        _, nearest = tree.query(points[rest] * scale, k=1)
+        offsets = (targets[nearest] - points[rest]).astype(np.float64)
         offsets *= scale
         np.multiply(offsets, offsets, out=offsets)
-        distances[~shared] = np.sqrt((offsets[:, 0] + offsets[:, 1]) + offsets[:, 2])
-    return distances
+        distances[rest] = np.sqrt((offsets[:, 0] + offsets[:, 1]) + offsets[:, 2])
+        index[rest] = nearest
+    return distances, index
+
+
+def nearest_distances(points: np.ndarray, targets: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Distance (mm) from each integer position in ``points`` to the nearest one in ``targets`` (see
+    :func:`nearest_surfels`); ``inf`` when there is no target."""
+    return nearest_surfels(points, targets, spacing)[0]
+
+
+def _sorted_distances(distances: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    order = np.lexsort((areas, distances))  # the library sorts (distance, area) tuples
+    return distances[order], areas[order]
+
+
+def robust_hausdorff(
+    distances_gt: np.ndarray, areas_gt: np.ndarray, distances_pred: np.ndarray, areas_pred: np.ndarray
+) -> float:
+    """The library's ``compute_robust_hausdorff(..., 95)`` (mm) from unsorted per-surfel distances and areas
+    (GT surfels to the prediction and back); ``inf`` when either side has no surfel."""
+    import surface_distance
+
+    if distances_gt.size == 0 or distances_pred.size == 0:
+        return float("inf")
+    d_gt, a_gt = _sorted_distances(distances_gt, areas_gt)
+    d_pred, a_pred = _sorted_distances(distances_pred, areas_pred)
+    result = {"distances_gt_to_pred": d_gt, "distances_pred_to_gt": d_pred, "surfel_areas_gt": a_gt,
+              "surfel_areas_pred": a_pred}  # fmt: skip
+    return float(surface_distance.compute_robust_hausdorff(result, 95))
 
 
 def surface_distances_from_surfels(
@@ -202,27 +246,71 @@ def surface_distances_from_surfels(
     """The library's ``compute_surface_distances`` dict from two ``(points, areas)`` surfel sets (one grid)."""
     spacing = check_spacing(spacing)
     (points_gt, areas_gt), (points_pred, areas_pred) = gt, pred
-    result = {}
-    for key, source, targets, source_areas in (
-        ("gt_to_pred", points_gt, points_pred, areas_gt),
-        ("pred_to_gt", points_pred, points_gt, areas_pred),
-    ):
-        distances = nearest_distances(source, targets, spacing)
-        order = np.lexsort((source_areas, distances))  # the library sorts (distance, area) tuples
-        result[f"distances_{key}"] = distances[order]
-        result["surfel_areas_gt" if key == "gt_to_pred" else "surfel_areas_pred"] = source_areas[order]
-    return result
+    d_gt, a_gt = _sorted_distances(nearest_distances(points_gt, points_pred, spacing), areas_gt)
+    d_pred, a_pred = _sorted_distances(nearest_distances(points_pred, points_gt, spacing), areas_pred)
+    return {"distances_gt_to_pred": d_gt, "distances_pred_to_gt": d_pred, "surfel_areas_gt": a_gt,
+            "surfel_areas_pred": a_pred}  # fmt: skip
 
 
 def hd95_from_surfels(
     gt: tuple[np.ndarray, np.ndarray], pred: tuple[np.ndarray, np.ndarray], spacing: Sequence[float]
 ) -> float:
     """Robust Hausdorff distance at 95 % (mm) from two surfel sets; ``inf`` when either is empty."""
-    import surface_distance
-
-    if gt[0].shape[0] == 0 or pred[0].shape[0] == 0:
+    spacing = check_spacing(spacing)
+    (points_gt, areas_gt), (points_pred, areas_pred) = gt, pred
+    if points_gt.shape[0] == 0 or points_pred.shape[0] == 0:
         return float("inf")
-    return float(surface_distance.compute_robust_hausdorff(surface_distances_from_surfels(gt, pred, spacing), 95))
+    return robust_hausdorff(
+        nearest_distances(points_gt, points_pred, spacing), areas_gt,
+        nearest_distances(points_pred, points_gt, spacing), areas_pred,
+    )  # fmt: skip
+
+
+class SurfacePair:
+    """Surfels of a region's GT and predicted components, each with its nearest surfel on the other side (over all
+    components), so that the HD95 between a union of GT components and a union of predicted components (a lesion
+    and its matched components) reuses them: a surfel whose overall nearest surfel lies in the selected union keeps
+    that distance (the minimum over all is attained inside the union); only the others are queried again."""
+
+    def __init__(self, gt: ComponentSurfels, pred: ComponentSurfels, spacing: Sequence[float]) -> None:
+        self.gt, self.pred, self.spacing = gt, pred, check_spacing(spacing)
+        self.gt_distances, self.gt_nearest = nearest_surfels(gt.points, pred.points, self.spacing)
+        self.pred_distances, self.pred_nearest = nearest_surfels(pred.points, gt.points, self.spacing)
+        self.gt_owners, self.pred_owners = gt.owners(), pred.owners()
+
+    def hd95(self) -> float:
+        """HD95 (mm) between all GT and all predicted components; ``inf`` when either side is empty."""
+        return robust_hausdorff(self.gt_distances, self.gt.areas, self.pred_distances, self.pred.areas)
+
+    def hd95_between(self, gt_ids: Sequence[int] | np.ndarray, pred_ids: Sequence[int] | np.ndarray) -> float:
+        """HD95 (mm) between the union of GT components ``gt_ids`` and of predicted components ``pred_ids``."""
+        gt_rows, pred_rows = self.gt.indices(gt_ids), self.pred.indices(pred_ids)
+        if gt_rows.size == 0 or pred_rows.size == 0:
+            return float("inf")
+        gt_d = self._restricted(gt_rows, self.gt_distances, self.gt_nearest, self.pred_owners, pred_ids,
+                                self.gt.points, self.pred.points[pred_rows])  # fmt: skip
+        pred_d = self._restricted(pred_rows, self.pred_distances, self.pred_nearest, self.gt_owners, gt_ids,
+                                  self.pred.points, self.gt.points[gt_rows])  # fmt: skip
+        return robust_hausdorff(gt_d, self.gt.areas[gt_rows], pred_d, self.pred.areas[pred_rows])
+
+    def _restricted(
+        self,
+        rows: np.ndarray,
+        distances: np.ndarray,
+        nearest: np.ndarray,
+        target_owners: np.ndarray,
+        target_ids: Sequence[int] | np.ndarray,
+        points: np.ndarray,
+        targets: np.ndarray,
+    ) -> np.ndarray:
+        """Distances from surfels ``rows`` to the selected targets: reused where the overall nearest is selected."""
+        selected = np.zeros(max(self.gt.starts.size, self.pred.starts.size), dtype=bool)  # ids 0..n of either
+        selected[np.asarray(target_ids, dtype=np.int64)] = True
+        result = distances[rows]  # a copy (fancy indexing)
+        again = ~selected[target_owners[nearest[rows]]]
+        if again.any():
+            result[again] = nearest_distances(points[rows[again]], targets, self.spacing)
+        return result
 
 
 def _mask_surfels(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
