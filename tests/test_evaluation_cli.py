@@ -232,6 +232,7 @@ def test_brats_tree_seg_names_and_nii_pair_by_case_id(dataset, tmp_path, capsys)
     write_nifti(tree / "__MACOSX" / cases[0] / f"._{cases[0]}-seg.nii.gz", arrays[cases[0]][0])
     (tree / ".DS_Store").write_bytes(b"junk")
     (flat_pred / "plans.json").write_text("{}")
+    write_nifti(flat_pred / f"{cases[1]}-t2f.nii.gz", arrays[cases[1]][0])  # an image file, not a prediction
     out = tmp_path / "out" / "r.csv"
     code, err = run_cli(base_args(tree, flat_pred, out), capsys)
     assert code == 0, err

@@ -7,8 +7,8 @@ Accepted folder layouts (for ``--gt``, and the same for ``--pred``):
 * a BraTS case-folder tree ``CASE/CASE-seg.nii.gz`` (e.g. ``BraTS-GLI-00001-000/BraTS-GLI-00001-000-seg.nii.gz``).
 
 Case ids are file names without ``.nii.gz`` / ``.nii`` and without a ``-seg`` / ``_seg`` suffix, so
-``CASE-seg.nii.gz`` pairs with ``CASE.nii.gz``. Hidden files, interrupted writes (``.*.partial-*``) and
-``__MACOSX`` folders are skipped. Every problem is a ValueError naming the file or folder.
+``CASE-seg.nii.gz`` pairs with ``CASE.nii.gz``. Hidden files, interrupted writes (``.*.partial-*``),
+``__MACOSX`` folders and BraTS image files (``CASE-t1n.nii.gz``, ``CASE_flair.nii.gz``, ...) are skipped. Every problem is a ValueError naming the file or folder.
 """
 
 from __future__ import annotations
@@ -39,16 +39,20 @@ CaseJob = tuple[str, Path, Path | None]
 _SUFFIXES = (".nii.gz", ".nii")
 _SEG_SUFFIXES = ("-seg", "_seg")
 _SKIPPED_FOLDERS = frozenset({"__MACOSX"})
+#: Suffixes of BraTS 2023 and 2021/2020 image files, which are never label files.
+_IMAGE_SUFFIXES = ("-t1n", "-t1c", "-t2w", "-t2f", "_t1", "_t1ce", "_t2", "_flair")
 
 
 def case_id_of(name: str) -> str | None:
     """Case id of a label file name (``.nii.gz`` / ``.nii`` and a ``-seg`` / ``_seg`` suffix removed); None for
-    names that are not NIfTI label files or are hidden / partial."""
+    names that are not NIfTI files, BraTS image files, hidden or partial."""
     if name.startswith(".") or is_partial_file(name):
         return None
     for suffix in _SUFFIXES:
         if name.endswith(suffix) and len(name) > len(suffix):
             stem = name[: -len(suffix)]
+            if stem.endswith(_IMAGE_SUFFIXES):
+                return None
             for seg in _SEG_SUFFIXES:
                 if stem.endswith(seg) and len(stem) > len(seg):
                     return stem[: -len(seg)]
