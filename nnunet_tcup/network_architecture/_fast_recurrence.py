@@ -21,7 +21,7 @@ class FastRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gates_x: Tensor, w_h: Tensor, h0: Tensor | None, c0: Tensor | None,  # type: ignore
+    def forward(ctx, gates_x: Tensor, w_h: Tensor, h0: Tensor | None, c0: Tensor | None,
                 padding: int):
         steps, batch, four_hidden, height, width = gates_x.shape
         hidden = four_hidden // 4
@@ -55,7 +55,7 @@ class FastRecurrence(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_h: Tensor | None, grad_c: Tensor | None):  # type: ignore[override]
+    def backward(ctx, grad_h: Tensor | None, grad_c: Tensor | None):
         acts, cells, h_seq, w_h, h0, c0 = ctx.saved_tensors
         steps, batch, four_hidden, height, width = acts.shape
         hidden = four_hidden // 4
@@ -112,7 +112,7 @@ class FastRecurrence(torch.autograd.Function):
                 grad_w = torch.ops.aten.convolution_backward(
                     outs.flatten(0, 1), prev.flatten(0, 1), w_h, None, [1, 1], [padding, padding],
                     [1, 1], False, [0, 0], 1, [False, True, False])[1]
-        if h0 is not None and ctx.needs_input_grad[2]:
+        if h0 is not None and dh_rec is not None and ctx.needs_input_grad[2]:
             grad_h0 = dh_rec.to(h0.dtype)
         grad_c0 = dc if (c0 is not None and ctx.needs_input_grad[3]) else None
         return grad_gates, grad_w, grad_h0, grad_c0, None

@@ -64,7 +64,7 @@ class FusedRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gates_x: Tensor, w_h: Tensor, h0: Tensor | None, c0: Tensor | None,  # type: ignore[override]
+    def forward(ctx, gates_x: Tensor, w_h: Tensor, h0: Tensor | None, c0: Tensor | None,
                 padding: int) -> tuple[Tensor, Tensor]:
         steps, batch, four_hidden, height, width = gates_x.shape
         hidden = four_hidden // 4
@@ -101,7 +101,7 @@ class FusedRecurrence(torch.autograd.Function):
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, grad_h: Tensor | None, grad_c: Tensor | None):  # type: ignore[override]
+    def backward(ctx, grad_h: Tensor | None, grad_c: Tensor | None):
         acts, cells, h_seq, w_h, h0, c0 = ctx.saved_tensors
         steps, batch, four_hidden, height, width = acts.shape
         hidden = four_hidden // 4

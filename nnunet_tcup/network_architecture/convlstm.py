@@ -106,12 +106,13 @@ def convlstm_per_slice(x: Tensor, weight: Tensor, bias: Tensor | None, padding: 
     """
     hidden = weight.shape[0] // 4
     h = x.new_zeros(x.shape[1], hidden, x.shape[3], x.shape[4])
-    c = c0
+    c: Tensor | None = c0
     outputs: list[Tensor] = []
     for x_t in x.unbind(0):  # unbind: one gradient stack in backward instead of a full-size zero tensor per step
         gates = F.conv2d(torch.cat([x_t, h.to(x.dtype)], dim=1), weight, bias, padding=padding)
         h, c = lstm_pointwise(gates, c)
         outputs.append(h)
+    assert c is not None  # T >= 1 (checked by ConvLSTM2d)
     return torch.stack(outputs), c
 
 

@@ -59,7 +59,8 @@ class PatchDiscriminator3D(nn.Module):
         for module in self.modules():
             if isinstance(module, nn.Conv3d):
                 nn.init.normal_(module.weight, 0.0, 0.02)
-                nn.init.zeros_(module.bias)
+                if module.bias is not None:
+                    nn.init.zeros_(module.bias)
 
     def forward(self, x: Tensor) -> Tensor:
         """x: ``(B, C, D, H, W)`` = cat(image, mask) -> logits ``(B, 1, D, h, w)``."""
