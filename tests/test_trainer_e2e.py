@@ -226,9 +226,17 @@ def test_stock_commands_end_to_end(gli: GLIDataset, tmp_path: Path) -> None:
     _predict(env, images, both)
     _predict(env, images, no_tta, "--disable_tta")
     _check_segmentations(both, 2)
-    probabilities = np.load(sorted(both.glob("*.npz"))[0])["probabilities"]
-    assert probabilities.shape == (3, SHAPE_XYZ[2], SHAPE_XYZ[1], SHAPE_XYZ[0])  # regions WT, TC, ET; (z, y, x)
-    assert np.all((probabilities >= 0) & (probabilities <= 1))
+    for npz in sorted(both.glob("*.npz")):
+        probabilities = np.load(npz)["probabilities"]
+        assert probabilities.shape == (3, SHAPE_XYZ[2], SHAPE_XYZ[1], SHAPE_XYZ[0])  # regions WT, TC, ET; (z, y, x)
+        assert np.all((probabilities >= 0) & (probabilities <= 1))
+        assert probabilities.std(axis=(1, 2, 3)).min() > 1e-4, "constant probability maps: the network saw nothing"
+        # the written labels are nnU-Net's region rule applied to these probabilities (no all-zero shortcut)
+        expected = np.zeros(probabilities.shape[1:], dtype=np.uint8)
+        for channel, label in enumerate((2, 1, 3)):  # regions_class_order
+            expected[probabilities[channel] > 0.5] = label
+        seg = np.asarray(nib.load(str(npz).replace(".npz", ".nii.gz")).dataobj).transpose(2, 1, 0)
+        assert np.mean(seg == expected) > 0.99
 
     run_command(["nnUNetv2_find_best_configuration", DATASET_ID, "-c", "3d_fullres", "-tr", TRAINER, "-f", 0, 1,
                  "-np", 1], env=env)
