@@ -112,6 +112,7 @@ def file_state(folder: Path) -> Dict[str, Tuple[int, int]]:
 # Layout + the real nnU-Net integrity check
 
 
+@pytest.mark.slow
 def test_convert_regions_passes_nnunet_integrity_check(tmp_path, nnunet_env):
     train, test = tmp_path / "train", tmp_path / "test"
     write_dataset(train, "GLI", 2, seed=3, shape=SHAPE, progress=False)
@@ -424,6 +425,7 @@ def test_interrupted_run_leaves_nothing_taken_for_complete(tmp_path, raw, monkey
     assert len(list((target / "imagesTr").iterdir())) == 12 and len(list((target / "labelsTr").iterdir())) == 3
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_the_same_dataset(tmp_path, nnunet_env):
     """SIGKILL a real conversion mid-way (wherever it is), re-run, compare with an uninterrupted conversion."""
     train = write_cases(tmp_path / "train", [1, 2, 3, 4, 5, 6], shape=(64, 64, 48))

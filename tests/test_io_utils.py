@@ -17,6 +17,7 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 import pytest
+from parallel_workers import fail_on_three, square
 
 from nnunet_tcup.io_utils import (
     ImageGeometry,
@@ -185,24 +186,14 @@ def test_default_num_workers_and_positive_int(monkeypatch):
             positive_int(bad)
 
 
-def _square(x: int) -> int:
-    return x * x
-
-
-def _fail_on_three(x: int) -> int:
-    if x == 3:
-        raise ValueError(f"item {x} is bad")
-    return x
-
-
 def test_parallel_map_keeps_order_and_raises_the_first_error():
     items = list(range(7))
-    assert parallel_map(_square, items, num_workers=2, progress=False) == [x * x for x in items]
-    assert parallel_map(_square, items, num_workers=1, progress=False) == [x * x for x in items]
+    assert parallel_map(square, items, num_workers=2, progress=False) == [x * x for x in items]
+    assert parallel_map(square, items, num_workers=1, progress=False) == [x * x for x in items]
     with pytest.raises(ValueError, match="item 3 is bad"):
-        parallel_map(_fail_on_three, items, num_workers=2, progress=False)
+        parallel_map(fail_on_three, items, num_workers=2, progress=False)
     with pytest.raises(ValueError, match="number of workers"):
-        parallel_map(_square, items, num_workers=0)
+        parallel_map(square, items, num_workers=0)
 
 
 _ORPHAN_SCRIPT = textwrap.dedent(
