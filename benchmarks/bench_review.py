@@ -307,6 +307,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--iterations", type=int, default=None, help="per epoch; default 12 (fast: 8)")
     p.add_argument("--shape", type=int, nargs=3, default=(64, 64, 48), metavar=("X", "Y", "Z"))
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--fold-model",
+        choices=("nnunet", "voxel"),
+        default="nnunet",
+        help="nnunet: TCuP-GAN folds trained and predicted with the stock commands; voxel: fast "
+        "cross-validated voxel classifiers (review_voxel_folds.py) on the same data",
+    )
     p.add_argument("--device", default="cpu")
     p.add_argument(
         "--tta", action="store_true", help="predict with mirroring (nnU-Net's default; off here: 8x CPU time)"
@@ -358,18 +365,28 @@ def main(argv: list[str] | None = None) -> int:
         s = settings_from(args)
         work.mkdir(parents=True, exist_ok=True)
         runner = PipelineRunner(work, env=environment(work, s.budget))
+        steps = build_steps(work, s, args.device, args.tta)
+        if args.fold_model == "voxel":  # data only: the folds are voxel classifiers, trained below
+            steps = [step for step in steps if not step.name.startswith(("plan_", "train_", "predict_"))]
         try:
-            runner.run(build_steps(work, s, args.device, args.tta))
+            runner.run(steps)
         except StepFailed as e:
             print(e.message(), file=sys.stderr)
             return 1
+        images, gt = work / "nnUNet_raw" / s.dataset_name / "imagesTs", work / "heldout_labels"
+        if args.fold_model == "voxel":
+            from review_voxel_folds import write_voxel_folds
+
+            fold_dirs = write_voxel_folds(
+                work / "brats" / "train", images, work / "predictions_voxel", folds=len(s.folds), seed=args.seed
+            )
+        else:
+            fold_dirs = [work / "predictions" / f"fold_{f}" for f in s.folds]
         if args.until == "predict":
             return 0
-        fold_dirs = [work / "predictions" / f"fold_{f}" for f in s.folds]
-        images, gt = work / "nnUNet_raw" / s.dataset_name / "imagesTs", work / "heldout_labels"
     from nnunet_tcup.review import run_review
 
-    out = work / "review"
+    out = work / ("review_voxel" if args.fold_model == "voxel" and args.fold_dirs is None else "review")
     run_review(fold_dirs, images, out, gt_dir=gt, challenge=args.challenge, overwrite=True)
     summary = summarise(out / "review.csv", args.fraction)
     print_summary(summary, args.fraction)

@@ -153,10 +153,10 @@ def _scores_table(row: dict[str, object]) -> str:
         ("expected Dice between folds", "expected_dice"),
         ("mean disagreement (bits)", "mean_mi_bits"),
         ("volume (mm³)", "volume_mm3"),
-        ("lesions (consensus)", "lesions"),
-        ("lesions found by all folds", "lesions_unanimous"),
-        ("by a majority", "lesions_majority"),
-        ("by a minority", "lesions_minority"),
+        ("lesions in the consensus", "lesions"),
+        ("lesions of any fold found by all folds", "lesions_unanimous"),
+        ("... by a majority of folds", "lesions_majority"),
+        ("... by a minority of folds", "lesions_minority"),
     ]
     if "true_dice_WT" in row:
         lines.append(("true lesion-wise Dice", "true_dice"))
