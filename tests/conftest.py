@@ -55,7 +55,7 @@ def nnunet_env(tmp_path: Path) -> Dict[str, str]:
 
 #: Test modules that are slow as a whole (they run nnUNetv2_* commands, the demo or fresh interpreters); single slow
 #: tests elsewhere carry ``@pytest.mark.slow`` themselves. ``pytest -m "not slow"`` is the fast tier.
-SLOW_MODULES = frozenset({"test_discovery", "test_demo", "test_trainer_e2e"})
+SLOW_MODULES = frozenset({"test_discovery", "test_trainer_e2e"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -31,6 +31,7 @@ def _markdown_links(md: str) -> list:
 
 
 # ------------------------------------------------------------------------------------------- end to end (slow)
+@pytest.mark.slow
 def test_demo_smoke_end_to_end_and_resume(tmp_path):
     work = tmp_path / "demo"
     proc = run_command(["nnunet_tcup", "demo", "--smoke", "--work-dir", work], env=_demo_env(), timeout=900)
@@ -74,6 +75,7 @@ def test_demo_smoke_end_to_end_and_resume(tmp_path):
     assert (report / "report.md").read_text() != md  # rewritten (new time stamp)
 
 
+@pytest.mark.slow
 def test_demo_failing_step_names_step_and_log(tmp_path):
     work = tmp_path / "demo"
     work.mkdir()
