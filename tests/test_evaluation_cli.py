@@ -237,6 +237,11 @@ def test_brats_tree_seg_names_and_nii_pair_by_case_id(dataset, tmp_path, capsys)
     code, err = run_cli(base_args(tree, flat_pred, out), capsys)
     assert code == 0, err
     pd.testing.assert_frame_equal(pd.read_csv(out), expected_rows(arrays), check_dtype=False, rtol=1e-12)
+    # skipped entries: one note per folder, on stderr (images inside case folders are expected, not counted)
+    assert err.splitlines() == [
+        f"note: {tree}: skipped 2 entries (.DS_Store, __MACOSX/): not ground-truth label files",
+        f"note: {flat_pred}: skipped 2 entries ({cases[1]}-t2f.nii.gz, plans.json): not prediction label files",
+    ], err
     # two files for one case id are refused, naming both
     write_nifti(flat_pred / f"{cases[0]}.nii.gz", arrays[cases[0]][1])
     code, err = run_cli(base_args(tree, flat_pred, tmp_path / "out2" / "r.csv"), capsys)
@@ -334,3 +339,95 @@ def test_read_case_pair_returns_xyz_views(dataset):
     gt, pred, spacing = read_case_pair(gt_dir / f"{case}.nii.gz", None)
     assert gt.shape == arrays[case][0].shape[::-1] and spacing == pytest.approx(SPACING_XYZ)
     assert np.array_equal(gt, arrays[case][0].T) and not pred.any()
+
+
+def write_brats2021_tree(root: Path, cases: dict[str, np.ndarray]) -> Path:
+    """BraTS 2021/2020 case folders ``CASE/CASE_{t1,t1ce,t2,flair,seg}.nii.gz`` from 2023 label arrays (ET 3 -> 4)."""
+    for case, labels in cases.items():
+        legacy = labels.copy()
+        legacy[legacy == 3] = 4
+        write_nifti(root / case / f"{case}_seg.nii.gz", legacy)
+        for i, name in enumerate(("t1", "t1ce", "t2", "flair")):
+            write_nifti(root / case / f"{case}_{name}.nii.gz", (labels.astype(np.int16) + 1) * (100 + i))
+    return root
+
+
+def test_brats2021_tree_reads_et_4_as_3_and_pairs_by_case_id(dataset, tmp_path, capsys):
+    """--gt as a BraTS 2021/2020 tree (ET = 4) scores like 2023 labels; predictions are named CASE.nii.gz as
+    `convert` names those cases, in 2023 labels or (as `export` writes them back) with ET = 4."""
+    _, _, arrays = dataset
+    legacy_ids = ["BraTS2021_00000", "BraTS2021_00001", "BraTS20_Training_002"]
+    renamed = {new: arrays[old] for new, old in zip(legacy_ids, sorted(arrays))}
+    tree = write_brats2021_tree(tmp_path / "RSNA_ASNR_MICCAI_BraTS2021", {c: gt for c, (gt, _) in renamed.items()})
+    pred_dir = tmp_path / "pred2021"
+    for i, (case, (_, pred)) in enumerate(sorted(renamed.items())):
+        exported = pred.copy()
+        if i == 1:
+            exported[exported == 3] = 4  # `export` output of a BraTS 2021 case
+        write_nifti(pred_dir / f"{case}.nii.gz", exported)
+    out = tmp_path / "out" / "r.csv"
+    code, err = run_cli(base_args(tree, pred_dir, out), capsys)
+    assert code == 0 and err == "", err
+    pd.testing.assert_frame_equal(pd.read_csv(out), expected_rows(renamed), check_dtype=False, rtol=1e-12)
+    # ET = 4 in a BraTS 2023 file is still an error, in the ground truth as in a prediction
+    gt_dir, pred_2023, arrays = dataset
+    case = sorted(arrays)[0]
+    bad = write_nifti(gt_dir / f"{case}.nii.gz", np.where(arrays[case][0] == 3, 4, arrays[case][0]).astype(np.uint8))
+    code, err = run_cli(base_args(gt_dir, pred_2023, tmp_path / "o2" / "r.csv"), capsys)
+    assert code == 1 and f"{bad}: labels must be 0-3" in err and "found 4" in err, err
+    # a BraTS 2021 file holding both 3 and 4 has no single meaning
+    mixed = pred_dir / f"{legacy_ids[0]}.nii.gz"
+    labels = renamed[legacy_ids[0]][1].copy()
+    labels[labels == 3] = 4
+    labels[0, 0, 0] = 3
+    write_nifti(mixed, labels)
+    code, err = run_cli(base_args(tree, pred_dir, tmp_path / "o3" / "r.csv"), capsys)
+    assert code == 1 and f"{mixed}: holds both labels 4 and 3" in err, err
+    assert outputs(tmp_path / "o2") == [] and outputs(tmp_path / "o3") == []
+
+
+def test_convert_labelsTs_and_the_brats2021_tree_give_the_same_results(dataset, tmp_path, capsys, monkeypatch):
+    """`convert --test` on BraTS 2021 cases with segmentations writes labelsTs/CASE.nii.gz (ET 3); evaluating
+    against it or against the source tree itself gives identical tables (the README's two --gt choices)."""
+    _, _, arrays = dataset
+    cases = {f"BraTS2021_{i:05d}": arrays[c] for i, c in enumerate(sorted(arrays))}
+    train = write_brats2021_tree(tmp_path / "train", {"BraTS2021_00009": arrays[sorted(arrays)[0]][0]})
+    test = write_brats2021_tree(tmp_path / "test", {c: gt for c, (gt, _) in cases.items()})
+    pred_dir = tmp_path / "pred_converted"  # the fixture's pred/ holds the 2023-named cases
+    for case, (_, pred) in cases.items():
+        write_nifti(pred_dir / f"{case}.nii.gz", pred)
+    raw = tmp_path / "nnUNet_raw"
+    raw.mkdir()
+    monkeypatch.setenv("nnUNet_raw", str(raw))
+    convert = ["convert", "--challenge", "GLI", "--dataset-id", "231", "--train", train, "--test", test]
+    assert main([str(a) for a in [*convert, "--num-workers", "1", "--no-progress"]]) == 0, capsys.readouterr().err
+    labels_ts = raw / "Dataset231_BraTS2023_GLI" / "labelsTs"
+    assert sorted(p.name for p in labels_ts.iterdir()) == [f"{c}.nii.gz" for c in sorted(cases)]
+    for gt, name in ((labels_ts, "a"), (test, "b")):
+        code, err = run_cli(base_args(gt, pred_dir, tmp_path / name / "r.csv"), capsys)
+        assert code == 0, err
+    table = pd.read_csv(tmp_path / "a" / "r.csv")
+    pd.testing.assert_frame_equal(table, pd.read_csv(tmp_path / "b" / "r.csv"))
+    pd.testing.assert_frame_equal(table, expected_rows(cases), check_dtype=False, rtol=1e-12)
+
+
+def test_skipped_entries_note_and_empty_folder_error(dataset, tmp_path, capsys):
+    """A clean pair of folders gives no note; many skipped entries are counted with three examples; a folder with
+    no label file at all says what it skipped."""
+    gt_dir, pred_dir, arrays = dataset
+    code, err = run_cli(base_args(gt_dir, pred_dir, tmp_path / "o1" / "r.csv"), capsys)
+    assert code == 0 and err == "", err
+    for name in ("dataset.json", "plans.json", "predict_from_raw_data_args.json", "notes.txt", ".hidden.nii.gz"):
+        (pred_dir / name).write_text("x")
+    (pred_dir / "__MACOSX").mkdir()
+    (pred_dir / "no_seg_case").mkdir()
+    code, err = run_cli(base_args(gt_dir, pred_dir, tmp_path / "o2" / "r.csv"), capsys)
+    assert code == 0 and err.splitlines() == [
+        f"note: {pred_dir}: skipped 7 entries (.hidden.nii.gz, __MACOSX/, dataset.json, ...): not prediction "
+        "label files"
+    ], err
+    images = tmp_path / "images"
+    for case, (gt, _) in arrays.items():
+        write_nifti(images / f"{case}-t1n.nii.gz", gt)
+    code, err = run_cli(base_args(images, pred_dir, tmp_path / "o3" / "r.csv"), capsys)
+    assert code == 1 and f"{images}: no ground-truth label files" in err and "skipped 3 entries" in err, err

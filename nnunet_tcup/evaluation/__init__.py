@@ -11,7 +11,8 @@ Public API::
 Command line: ``nnunet_tcup evaluate``. Modules: :mod:`~.lesionwise` (result types, the case API),
 :mod:`~.components` (masks, labelling, dilation, lesion merging and matching), :mod:`~.surface` (surfels, HD95),
 :mod:`~.boxes` (bounding boxes), :mod:`~.scores` (official formulas), :mod:`~.validation` (argument checks),
-:mod:`~.folders` (files and folders), :mod:`~.plotting` (figure), :mod:`~.cli`.
+:mod:`~.inputs` (layouts, pairing, label files), :mod:`~.folders` (folders, results files), :mod:`~.plotting`
+(figure), :mod:`~.cli`.
 """
 
 from __future__ import annotations

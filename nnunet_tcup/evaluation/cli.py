@@ -27,16 +27,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "with the official BraTS 2023 lesion-wise metrics (GLI/MEN/PED/SSA; labels 1 NETC, 2 SNFH, 3 ET; regions WT, "
         "TC, ET). Writes one row per (case, region) to the output CSV, the summary (mean, std, median, quartiles) to "
         "NAME_summary.csv and the per-lesion table to NAME_lesions.csv beside it, and prints the summary. Every "
-        "file is verified (complete gzip stream, integer labels 0-3, no NaN) and each prediction must lie on its "
-        "ground truth's grid (shape, spacing, origin, direction). Nothing is written unless every case succeeds.",
+        "file is verified (complete gzip stream, integer labels 0-3, no NaN; files of BraTS 2021/2020 cases such as "
+        "BraTS2021_00001 may use ET = 4, read as 3) and each prediction must lie on its ground truth's grid (shape, "
+        "spacing, origin, direction). Entries that are not label files are skipped with a note. Nothing is written "
+        "unless every case succeeds.",
     )
     parser.add_argument(
         "--gt",
         required=True,
         metavar="GT_DIR",
         help="ground truth: a folder of label files CASE.nii.gz / CASE.nii (e.g. nnU-Net labelsTs, as written by "
-        "`nnunet_tcup convert --test`), or a BraTS case-folder tree CASE/CASE-seg.nii.gz; a -seg suffix is ignored "
-        "when pairing",
+        "`nnunet_tcup convert --test`), or a BraTS case-folder tree CASE/CASE-seg.nii.gz (BraTS 2021/2020: "
+        "BraTS2021_00001/BraTS2021_00001_seg.nii.gz, label 4 read as 3); a -seg / _seg suffix is ignored when pairing",
     )
     parser.add_argument(
         "--pred",

@@ -3,22 +3,41 @@
 Accepted folder layouts (for ``--gt``, and the same for ``--pred``):
 
 * a flat folder of label files ``CASE.nii.gz`` / ``CASE.nii`` (nnU-Net ``labelsTr`` / ``labelsTs``,
-  ``nnUNetv2_predict`` or ``nnunet_tcup export`` output; other files such as ``plans.json`` are ignored);
-* a BraTS case-folder tree ``CASE/CASE-seg.nii.gz`` (e.g. ``BraTS-GLI-00001-000/BraTS-GLI-00001-000-seg.nii.gz``).
+  ``nnUNetv2_predict`` or ``nnunet_tcup export`` output);
+* a BraTS case-folder tree ``CASE/CASE-seg.nii.gz`` (e.g. ``BraTS-GLI-00001-000/BraTS-GLI-00001-000-seg.nii.gz``), or
+  the BraTS 2021/2020 tree ``BraTS2021_00001/BraTS2021_00001_seg.nii.gz``.
 
 Case ids are file names without ``.nii.gz`` / ``.nii`` and without a ``-seg`` / ``_seg`` suffix, so
-``CASE-seg.nii.gz`` pairs with ``CASE.nii.gz``. Hidden files, interrupted writes (``.*.partial-*``),
-``__MACOSX`` folders and BraTS image files (``CASE-t1n.nii.gz``, ``CASE_flair.nii.gz``, ...) are skipped. Every problem is a ValueError naming the file or folder.
+``CASE-seg.nii.gz`` pairs with ``CASE.nii.gz`` (and ``BraTS2021_00001_seg.nii.gz`` with ``BraTS2021_00001.nii.gz``,
+as ``nnunet_tcup convert`` names that case). Hidden files, interrupted writes (``.*.partial-*``), ``__MACOSX``
+folders and other operating-system files, BraTS image files (``CASE-t1n.nii.gz``, ``CASE_flair.nii.gz``, ...),
+non-NIfTI files (``plans.json``) and folders without a label file are skipped, with one note on stderr per folder.
+
+Labels: files of BraTS 2021/2020 cases (case id like ``BraTS2021_00001``, ``BraTS20_Training_001``, detected as
+``convert`` detects them) may hold that challenge's labels 1 NCR, 2 ED, 4 ET: 4 is read as 3 (2023: 1 NETC, 2 SNFH,
+3 ET), as ``convert`` writes them and as ``export`` writes them back; every other file must hold labels 0-3. Every
+problem is a ValueError naming the file or folder.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Union
 
 import numpy as np
 
+from nnunet_tcup.dataset_conversion.layout import (
+    BRATS2021,
+    BRATS2023,
+    JUNK_NAMES,
+    LAYOUTS,
+    LEGACY_CASE_ID_PATTERN,
+    SEG_NAME,
+    SOURCE_ENDINGS,
+    Layout,
+)
 from nnunet_tcup.evaluation.validation import check_labels
 from nnunet_tcup.io_utils import ImageGeometry, check_same_geometry, is_partial_file, read_geometry, read_image_zyx
 
@@ -28,6 +47,7 @@ __all__ = [
     "case_jobs",
     "check_job_geometry",
     "find_label_files",
+    "label_layout_of",
     "read_case_pair",
 ]
 
@@ -36,11 +56,13 @@ PathLike = Union[str, "os.PathLike[str]"]
 #: (case id, ground-truth file, prediction file or None for "score as an empty prediction").
 CaseJob = tuple[str, Path, Path | None]
 
-_SUFFIXES = (".nii.gz", ".nii")
-_SEG_SUFFIXES = ("-seg", "_seg")
-_SKIPPED_FOLDERS = frozenset({"__MACOSX"})
-#: Suffixes of BraTS 2023 and 2021/2020 image files, which are never label files.
-_IMAGE_SUFFIXES = ("-t1n", "-t1c", "-t2w", "-t2f", "_t1", "_t1ce", "_t2", "_flair")
+_SUFFIXES = SOURCE_ENDINGS
+#: ``-seg`` (BraTS 2023) and ``_seg`` (BraTS 2021/2020).
+_SEG_SUFFIXES = tuple(dict.fromkeys(f"{layout.separator}{SEG_NAME}" for layout in LAYOUTS.values()))
+#: Suffixes of BraTS 2023 and 2021/2020 image files (``-t1n``, ``_flair``, ...), which are never label files.
+_IMAGE_SUFFIXES = tuple(f"{layout.separator}{name}" for layout in LAYOUTS.values() for name in layout.modality_names)
+#: How many skipped entries a note names.
+_NOTE_EXAMPLES = 3
 
 
 def case_id_of(name: str) -> str | None:
@@ -71,16 +93,18 @@ def _seg_file_of_case_folder(folder: Path) -> Path | None:
     return None
 
 
-def find_label_files(folder: PathLike, role: str) -> dict[str, Path]:
+def find_label_files(folder: PathLike, role: str, skipped: list[str] | None = None) -> dict[str, Path]:
     """``{case id: label file}`` of a flat folder of label files and/or a BraTS case-folder tree (sorted by id).
 
     ``role`` ('ground-truth', 'prediction') words the errors: a missing folder, two files for one case id, a
-    folder with no label file at all.
+    folder with no label file at all. The names of the entries skipped (see the module docstring; folders end in
+    ``/``) are appended to ``skipped`` when given.
     """
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: {role} folder not found" if not folder.exists() else f"{folder}: not a directory")
     found: dict[str, Path] = {}
+    ignored: list[str] = []
 
     def add(case: str, path: Path) -> None:
         if case in found:
@@ -88,31 +112,57 @@ def find_label_files(folder: PathLike, role: str) -> dict[str, Path]:
         found[case] = path
 
     for entry in sorted(folder.iterdir()):
-        if entry.name.startswith(".") or entry.name in _SKIPPED_FOLDERS:
-            continue
-        if entry.is_dir():
+        is_dir = entry.is_dir()
+        if entry.name.startswith(".") or entry.name in JUNK_NAMES:
+            case = None
+        elif is_dir:
             seg = _seg_file_of_case_folder(entry)
             if seg is not None:
                 add(entry.name, seg)
-        elif entry.is_file():
-            case = case_id_of(entry.name)
-            if case is not None:
-                add(case, entry)
+                continue
+            case = None
+        else:
+            case = case_id_of(entry.name) if entry.is_file() else None
+        if case is None:
+            ignored.append(entry.name + ("/" if is_dir else ""))
+        else:
+            add(case, entry)
+    if skipped is not None:
+        skipped += ignored
     if not found:
+        note = f"; skipped {_examples(ignored)}" if ignored else ""
         raise ValueError(
             f"{folder}: no {role} label files (CASE.nii.gz / CASE.nii, or BraTS case folders CASE/CASE-seg.nii.gz)"
+            + note
         )
     return dict(sorted(found.items()))
+
+
+def _examples(names: list[str]) -> str:
+    """``N entries (a, b, c, ...)``: how many, and the first few names."""
+    shown = ", ".join(names[:_NOTE_EXAMPLES]) + (", ..." if len(names) > _NOTE_EXAMPLES else "")
+    return f"{len(names)} {'entry' if len(names) == 1 else 'entries'} ({shown})"
+
+
+def _find_with_note(folder: PathLike, role: str) -> dict[str, Path]:
+    """:func:`find_label_files`, then one line on stderr (before any pairing error) saying how many entries of
+    ``folder`` were skipped, with a few examples."""
+    skipped: list[str] = []
+    found = find_label_files(folder, role, skipped)
+    if skipped:
+        print(f"note: {folder}: skipped {_examples(skipped)}: not {role} label files", file=sys.stderr)
+    return found
 
 
 def case_jobs(gt_dir: PathLike, pred_dir: PathLike, missing_as_empty: bool = False) -> list[CaseJob]:
     """One job per ground-truth case, paired with the prediction of the same case id.
 
     Raises ValueError for predictions without ground truth, and ground-truth cases without a prediction (unless
-    ``missing_as_empty``: those get ``None``, scored as empty predictions).
+    ``missing_as_empty``: those get ``None``, scored as empty predictions). Entries of either folder that are not
+    label files are counted in one note per folder on stderr.
     """
-    gt_files = find_label_files(gt_dir, "ground-truth")
-    pred_files = find_label_files(pred_dir, "prediction")
+    gt_files = _find_with_note(gt_dir, "ground-truth")
+    pred_files = _find_with_note(pred_dir, "prediction")
     extra = sorted(set(pred_files) - set(gt_files))
     if extra:
         shown = ", ".join(pred_files[c].name for c in extra[:5]) + (" ..." if len(extra) > 5 else "")
@@ -136,9 +186,31 @@ def check_job_geometry(jobs: list[CaseJob]) -> None:
             check_same_geometry(gt_geometry, read_geometry(pred_path), gt_path, pred_path)
 
 
+def label_layout_of(path: PathLike) -> Layout:
+    """The labelling of a label file, by its case id: ``BRATS2021`` (ET = 4, read as 3) for a BraTS 2021/2020 case id
+    such as ``BraTS2021_00001`` (``convert``'s detection), else ``BRATS2023``."""
+    case = case_id_of(Path(path).name)
+    return BRATS2021 if case is not None and LEGACY_CASE_ID_PATTERN.match(case) else BRATS2023
+
+
+def _to_2023_labels(array: np.ndarray, path: PathLike) -> np.ndarray:
+    """Map a label array of ``path`` to BraTS 2023 labels in place by its layout's ``label_map`` (BraTS 2021/2020:
+    4 -> 3). A file holding both a value and its target (3 and 4) has no single meaning: ValueError naming it."""
+    for old, new in label_layout_of(path).label_map:
+        mask = array == old
+        if mask.any():
+            if (array == new).any():
+                raise ValueError(
+                    f"{path}: holds both labels {old} and {new}: BraTS 2021/2020 labels are 1 NCR, 2 ED, 4 ET and "
+                    "BraTS 2023 labels 1 NETC, 2 SNFH, 3 ET, not a mix"
+                )
+            array[mask] = new
+    return array
+
+
 def _read_labels(path: PathLike) -> tuple[np.ndarray, ImageGeometry]:
     array, geometry = read_image_zyx(path, labels=True)
-    check_labels(array, str(path))
+    check_labels(_to_2023_labels(array, path), str(path))
     return array, geometry
 
 
@@ -147,9 +219,10 @@ def read_case_pair(
 ) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
     """Read and check a GT / prediction pair: ``(gt, pred, spacing)`` in NIfTI ``(x, y, z)`` order, spacing in mm.
 
-    Both files are verified (whole gzip stream; no NaN/Inf or non-integer voxels; labels 0-3) and must share one
-    grid (shape, spacing, origin, direction). The spacing is the prediction's, as in the official code.
-    ``pred_path=None`` gives an all-zero prediction on the GT grid. Raises ValueError naming the file(s).
+    Both files are verified (whole gzip stream; no NaN/Inf or non-integer voxels; labels 0-3, or 0, 1, 2, 4 for a
+    BraTS 2021/2020 case id, 4 read as 3) and must share one grid (shape, spacing, origin, direction). The spacing is
+    the prediction's, as in the official code. ``pred_path=None`` gives an all-zero prediction on the GT grid. Raises
+    ValueError naming the file(s).
     """
     gt, gt_geometry = _read_labels(gt_path)
     if pred_path is None:
