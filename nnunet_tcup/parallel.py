@@ -10,6 +10,7 @@ watcher thread elsewhere), so a killed command never leaves workers blocked fore
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import multiprocessing
 import os
@@ -18,7 +19,8 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
+from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
 __all__ = ["START_METHOD", "default_num_workers", "parallel_map", "positive_int"]
@@ -80,6 +82,38 @@ def _exit_with_parent(parent_pid: int) -> None:
     threading.Thread(target=watch, name="nnunet_tcup-parent-watch", daemon=True).start()
 
 
+_POOLS: dict[tuple[int, int], ProcessPoolExecutor] = {}  # by (owning process id, workers): a forked child
+# must not use its parent's pool
+
+
+def _pool(workers: int) -> ProcessPoolExecutor:
+    """The process pool of ``workers`` workers, created on first use and reused by later calls in this process
+    (a command's check and write phases then share their workers' start-up); shut down at exit."""
+    pool = _POOLS.get((os.getpid(), workers))
+    if pool is None:
+        pool = ProcessPoolExecutor(
+            max_workers=workers,
+            mp_context=multiprocessing.get_context(START_METHOD),
+            initializer=_exit_with_parent,
+            initargs=(os.getpid(),),
+        )
+        _POOLS[(os.getpid(), workers)] = pool
+    return pool
+
+
+def _discard_pool(workers: int) -> None:
+    pool = _POOLS.pop((os.getpid(), workers), None)
+    if pool is not None:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+@atexit.register
+def _shutdown_pools() -> None:
+    for pid, workers in list(_POOLS):
+        if pid == os.getpid():
+            _discard_pool(workers)
+
+
 def parallel_map(
     fn: Callable[[T], R],
     items: Sequence[T],
@@ -92,8 +126,9 @@ def parallel_map(
     """``[fn(item) for item in items]`` computed in ``num_workers`` spawned processes; results in input order.
 
     ``num_workers`` None means :func:`default_num_workers`; with 1 worker (or at most one item) everything runs in
-    this process. ``fn`` must be a module-level function and the items and results picklable. The first exception
-    raised by ``fn`` is re-raised here after the cases not yet started are cancelled; so is Ctrl-C.
+    this process. ``fn`` must be a module-level function and the items and results picklable. If ``fn`` raises, the
+    items not yet started are cancelled, the running ones are waited for (nothing keeps working after this returns)
+    and the first exception is re-raised; Ctrl-C does the same and also stops the workers.
     """
     workers = default_num_workers() if num_workers is None else num_workers
     if isinstance(workers, bool) or not isinstance(workers, int) or workers < 1:
@@ -108,20 +143,20 @@ def parallel_map(
                 results[i] = fn(item)
                 bar.update(1)
             return results
-        context = multiprocessing.get_context(START_METHOD)
-        pool = ProcessPoolExecutor(
-            max_workers=min(workers, len(items)),
-            mp_context=context,
-            initializer=_exit_with_parent,
-            initargs=(os.getpid(),),
-        )
+        pool = _pool(workers)
+        futures: dict[Future[R], int] = {}
         try:
-            futures = {pool.submit(fn, item): i for i, item in enumerate(items)}
+            for i, item in enumerate(items):
+                futures[pool.submit(fn, item)] = i
             for future in as_completed(futures):
                 results[futures[future]] = future.result()
                 bar.update(1)
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
+        except BaseException as error:
+            for future in futures:
+                future.cancel()
+            if isinstance(error, (KeyboardInterrupt, BrokenProcessPool)):
+                _discard_pool(workers)
+            else:
+                wait(futures)
             raise
-        pool.shutdown(wait=True)
     return results

@@ -47,6 +47,7 @@ def _best_threshold_dice(values: np.ndarray, target: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------------------------------ command line
 
+@pytest.mark.slow
 def test_cli_writes_brats_case_folders_and_resumes(tmp_path, capsys):
     out = tmp_path / "synth"
     run_command(["nnunet_tcup", "synth", out, "--challenge", "gli", "--cases", "2", "--shape", *SMALL,
