@@ -2,21 +2,21 @@
 
 Labels are the 2023 ones in all four challenges: 1 = NETC (necrosis), 2 = SNFH (edema), 3 = ET (enhancing).
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Dict, Tuple
 
-CHALLENGES: Tuple[str, ...] = ("GLI", "MEN", "PED", "SSA")
+CHALLENGES: tuple[str, ...] = ("GLI", "MEN", "PED", "SSA")
 
 #: Modalities in nnU-Net channel order: channel 0000 = t1n, 0001 = t1c, 0002 = t2w, 0003 = t2f.
-MODALITIES: Tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
+MODALITIES: tuple[str, ...] = ("t1n", "t1c", "t2w", "t2f")
 
 #: 2023 label values.
-LABEL_NAMES: Dict[int, str] = {0: "background", 1: "NETC", 2: "SNFH", 3: "ET"}
+LABEL_NAMES: dict[int, str] = {0: "background", 1: "NETC", 2: "SNFH", 3: "ET"}
 
 #: Evaluated regions, in the order WT, TC, ET, as sets of 2023 labels.
-REGIONS: Dict[str, Tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
+REGIONS: dict[str, tuple[int, ...]] = {"WT": (1, 2, 3), "TC": (1, 3), "ET": (3,)}
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class EvaluationParameters:
     volume_threshold_mm3: float
 
 
-EVALUATION_PARAMETERS: Dict[str, EvaluationParameters] = {
+EVALUATION_PARAMETERS: dict[str, EvaluationParameters] = {
     "GLI": EvaluationParameters(3, 50.0),
     "SSA": EvaluationParameters(3, 50.0),
     "PED": EvaluationParameters(3, 50.0),
@@ -35,7 +35,7 @@ EVALUATION_PARAMETERS: Dict[str, EvaluationParameters] = {
 }
 
 #: The paper's post-processing thresholds (mean voxels per slice) per region (WT, TC, ET), section 5.2.
-PAPER_FILTER_PRESETS: Dict[str, Dict[str, float]] = {
+PAPER_FILTER_PRESETS: dict[str, dict[str, float]] = {
     "GLI": {"WT": 125, "TC": 75, "ET": 20},
     "MEN": {"WT": 125, "TC": 125, "ET": 25},
     "PED": {"WT": 75, "TC": 75, "ET": 25},
@@ -53,7 +53,7 @@ def check_challenge(challenge: str) -> str:
         raise ValueError(f"challenge must be a string, one of {', '.join(CHALLENGES)}; got {challenge!r}")
     name = challenge.strip().upper()
     if name.startswith("BRATS-"):
-        name = name[len("BRATS-"):]
+        name = name[len("BRATS-") :]
     if name not in CHALLENGES:
         raise ValueError(f"unknown challenge {challenge!r}: expected one of {', '.join(CHALLENGES)}")
     return name
