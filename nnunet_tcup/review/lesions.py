@@ -2,7 +2,7 @@
 
 For one region, the consensus mask plays the ground truth and each fold's mask the prediction: consensus lesions are
 merged by dilation, a fold component matches a lesion when it touches the lesion dilated again, a lesion's Dice is
-that of the union of its matched components (the official rules, :mod:`nnunet_tcup.evaluation.lesionwise`). Then:
+that of the union of its matched components (the official rules, :mod:`nnunet_tcup.evaluation.components`). Then:
 
 - a **consensus lesion** is *found* by a fold when at least one of the fold's components matches it; its
   ``agreement`` is the mean over folds of its lesion Dice (0 for a fold that misses it);
@@ -22,17 +22,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nnunet_tcup.evaluation.lesionwise import (
-    bounding_box,
-    dice_from_counts,
+from nnunet_tcup.evaluation.boxes import bounding_box
+from nnunet_tcup.evaluation.components import (
     label_components,
-    lesionwise_scores,
     match_lesions,
     merge_gt_lesions,
     overlap_counts,
     voxel_counts,
-    voxel_volume_mm3,
 )
+from nnunet_tcup.evaluation.scores import dice_from_counts, lesionwise_scores, voxel_volume_mm3
 
 
 @dataclass(frozen=True)
