@@ -99,7 +99,7 @@ def compare_to_reference(
     )
     fp = np.zeros(n_comp + 1, dtype=bool)
     fp[list(matching.false_positives)] = True
-    score, _ = lesionwise_scores(dice, np.zeros_like(dice), scored, len(matching.false_positives))
+    score, _ = lesionwise_scores(dice.tolist(), [0.0] * num_lesions, scored.tolist(), len(matching.false_positives))
     return FoldComparison(dice, scored, fp[comps], len(matching.false_positives), score)
 
 
@@ -131,6 +131,10 @@ def _stats(
     return (float(probability[idx].mean()), float(mi[idx].mean()), (int(idx[0].min()), int(idx[0].max())), centroid)  # type: ignore[return-value]
 
 
+def _shifted(centre: tuple[float, float, float], offset: np.ndarray) -> tuple[float, float, float]:
+    return (float(centre[0] + offset[0]), float(centre[1] + offset[1]), float(centre[2] + offset[2]))
+
+
 def region_lesions(
     region: str,
     consensus_mask: np.ndarray,
@@ -152,7 +156,7 @@ def region_lesions(
     if box is None:  # nothing anywhere: every fold agrees perfectly with the empty consensus
         return [], [1.0] * num_folds
     offset = np.array([s.start for s in box], dtype=np.float64)
-    ref, folds = consensus_mask[box], fold_masks[(slice(None), *box)]
+    ref, folds = consensus_mask[box], fold_masks[(slice(None),) + tuple(box)]
     prob, mi = mean_probability[box], mutual_information[box]
     lesions, n = merge_gt_lesions(ref, dilation_iterations)
     lesion_voxels = voxel_counts(lesions, n)
@@ -176,9 +180,9 @@ def region_lesions(
                 p,
                 m,
                 (z0 + int(offset[0]), z1 + int(offset[0])),
-                tuple(float(c + o) for c, o in zip(centre, offset)),
+                _shifted(centre, offset),
             )
-        )  # type: ignore[arg-type]
+        )
     fp_union = np.zeros(ref.shape, dtype=bool)
     for c in comparisons:
         fp_union |= c.false_positive_mask
@@ -199,7 +203,7 @@ def region_lesions(
                 p,
                 m,
                 (z0 + int(offset[0]), z1 + int(offset[0])),
-                tuple(float(c + o) for c, o in zip(centre, offset)),
+                _shifted(centre, offset),
             )
-        )  # type: ignore[arg-type]
+        )
     return records, [c.score for c in comparisons]

@@ -187,7 +187,7 @@ def write_html(rows: Sequence[dict[str, object]], path: Path, title: str, notes:
         montage = html.escape(str(row["montage"]), quote=True)
         parts.append(
             f"<tr id='{case}'><td class='rank'>{row['rank']}</td><td><b>{case}</b><br>doubt score "
-            f"<span class='score'>{float(row['score']):.3f}</span><br>slices z = {html.escape(str(row['slices']))}"
+            f"<span class='score'>{float(str(row['score'])):.3f}</span><br>slices z = {html.escape(str(row['slices']))}"
             + (f"<br>NIfTI maps: <a href='maps/{case}/'>maps/{case}/</a>" if maps else "")
             + f"{_scores_table(row)}</td>"
             f"<td><a href='{montage}'><img src='{montage}' alt='{case} montage' loading='eager'></a></td></tr>"
