@@ -15,7 +15,8 @@ Modes: the default trains 5 folds (4 epochs x 12 iterations each) on 20 cases of
 cases (measured: 12-16 minutes per fold on a busy 2-core CPU; predictions without test-time mirroring unless
 ``--tta``); ``--fast`` trains 3 folds (2 epochs x 8 iterations) on 12 cases and reviews 8; ``--fold-model voxel``
 replaces the TCuP-GAN folds by scikit-learn voxel classifiers (about a minute per fold, see review_voxel_folds.py);
-``--fold-dirs`` skips training and measures existing per-fold predictions (``--images`` and ``--gt`` then name the images and labels).
+``--fold-dirs`` skips training and measures existing per-fold predictions (``--images`` and ``--gt`` then name
+the images and labels).
 Such short TCuP-GAN trainings give weak models (held-out Dice 0.04 after 48 iterations here), too weak to rank
 anything; the voxel folds are the quick informative run on a CPU.
 

@@ -127,8 +127,9 @@ def _stats(
     mask: np.ndarray, probability: np.ndarray, mi: np.ndarray
 ) -> tuple[float, float, tuple[int, int], tuple[float, float, float]]:
     idx = np.nonzero(mask)
-    centroid = tuple(float(np.mean(a)) for a in idx)
-    return (float(probability[idx].mean()), float(mi[idx].mean()), (int(idx[0].min()), int(idx[0].max())), centroid)  # type: ignore[return-value]
+    centroid = (float(np.mean(idx[0])), float(np.mean(idx[1])), float(np.mean(idx[2])))
+    slices = (int(idx[0].min()), int(idx[0].max()))
+    return float(probability[idx].mean()), float(mi[idx].mean()), slices, centroid
 
 
 def _shifted(centre: tuple[float, float, float], offset: np.ndarray) -> tuple[float, float, float]:
