@@ -95,7 +95,7 @@ def label_rgba(label_2d: np.ndarray, alpha: float = 0.55) -> np.ndarray:
     return rgba
 
 
-def _normalise(image: np.ndarray) -> np.ndarray:
+def normalise_intensities(image: np.ndarray) -> np.ndarray:
     """Grey levels in [0, 1] between the 1st and 99.5th percentile of the non-zero (brain) voxels."""
     values = image[image != 0]
     if values.size == 0:
@@ -132,7 +132,7 @@ def draw_overlay(
             raise ValueError(f"{case}: {name} has shape {arr.shape}, ground truth {gt.shape}")
     z = tumour_slice(gt)
     box = _crop_box(np.any([im[z] != 0 for im in images], axis=0))
-    greys = [_normalise(im)[z][box] for im in images]
+    greys = [normalise_intensities(im)[z][box] for im in images]
     background = greys[MODALITIES.index("t1c")]
     panels = [(m.upper(), g, None) for m, g in zip(MODALITIES, greys)]
     panels += [("ground truth", background, gt[z][box]), ("prediction", background, pred[z][box])]

@@ -15,7 +15,7 @@ import numpy as np
 
 from nnunet_tcup.challenges import LABEL_NAMES, MODALITIES
 from nnunet_tcup.demo.report import LABEL_COLOURS, label_rgba
-from nnunet_tcup.demo.report import _normalise as grey_levels
+from nnunet_tcup.demo.report import normalise_intensities as grey_levels
 from nnunet_tcup.io_utils import atomic_output
 
 MI_MAX_BITS = 1.0  # colour scale of the disagreement map: mutual information summed over WT, TC, ET, clipped
