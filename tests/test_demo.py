@@ -62,7 +62,10 @@ def test_demo_smoke_end_to_end_and_resume(tmp_path):
     assert mpimg.imread(overlays[0]).shape[1] > 4 * mpimg.imread(overlays[0]).shape[0]  # one row of 6 panels
     assert "lesion-wise Dice WT" in md and "Peak memory: " in md
     assert len(list((work / "submission" / "tcupgan").glob("BraTS-GLI-*.nii.gz"))) == 2
-    assert "report: " in out and out.count(" done in ") == 14, out
+    review = work / "review" / "tcupgan"
+    assert (review / "review.html").is_file() and "review/tcupgan/review.html" in md  # linked from the report
+    assert len(pd.read_csv(review / "review.csv")) == 2  # both held-out cases ranked
+    assert "report: " in out and out.count(" done in ") == 15, out
     train_log = (work / "logs" / "train_tcupgan_fold0.log").read_text()
     assert "Using trainer 'nnUNetTrainerTCuPGAN_demo'" in train_log  # found by the stock nnUNetv2_train
     assert len(re.findall(r": Epoch \d+\s*$", train_log, flags=re.M)) == 2  # the smoke budget: 2 epochs
@@ -70,7 +73,7 @@ def test_demo_smoke_end_to_end_and_resume(tmp_path):
 
     # second run: finished steps are skipped (the report is always rewritten)
     proc = run_command(["nnunet_tcup", "demo", "--smoke", "--work-dir", work], env=_demo_env(), timeout=300)
-    assert proc.stdout.count("skipped: finished in an earlier run") == 13, proc.stdout
+    assert proc.stdout.count("skipped: finished in an earlier run") == 14, proc.stdout
     assert re.search(r"report\s+done in", proc.stdout), proc.stdout
     assert (report / "report.md").read_text() != md  # rewritten (new time stamp)
 
@@ -228,7 +231,7 @@ def test_overlay_slice_choice_colours_and_shape_check(tmp_path):
 
 # ------------------------------------------------------------------------------------------- step plans (fast)
 def test_full_and_quick_step_plans(tmp_path):
-    from nnunet_tcup.demo.steps import DemoPaths, build_steps, subprocess_environment
+    from nnunet_tcup.demo.steps import DemoPaths, build_steps, models_for, subprocess_environment
 
     full = DemoPaths(tmp_path, make_settings("full"))
     steps = {s.name: s for s in build_steps(full, "cuda", baseline=True, num_processes=4, report_action=print)}
@@ -252,6 +255,11 @@ def test_full_and_quick_step_plans(tmp_path):
     assert env["OMP_WAIT_POLICY"] == "ACTIVE" and env["NNUNET_TCUP_DEMO_EPOCHS"] == "6"
     names = [s.name for s in build_steps(quick, "cpu", baseline=False, num_processes=2, report_action=print)]
     assert names[0] == "synth_train" and names[-1] == "report" and not any("baseline" in n for n in names)
+    # the TCuP-GAN model's folds are reviewed on the held-out cases (the baseline is not)
+    review = [str(a) for a in steps["review_tcupgan"].command]
+    assert review[1:4] == ["review", "--model", str(full.results_folder(models_for(full.settings, True)[0]))]
+    assert review[review.index("-f") + 1 : review.index("-i")] == ["0", "1", "2", "3", "4"]
+    assert "review_baseline" not in steps and names.index("review_tcupgan") == len(names) - 2
 
 
 # ------------------------------------------------------------------------------- nnUNet_n_proc_DA per step (fast)

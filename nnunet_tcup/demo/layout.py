@@ -110,6 +110,10 @@ class DemoPaths:
     def submission(self, model: ModelRun) -> Path:
         return self.work_dir / "submission" / model.key
 
+    def review_dir(self, model: ModelRun) -> Path:
+        """``nnunet_tcup review`` output of the model's folds on the held-out cases (review.html, review.csv, ...)."""
+        return self.work_dir / "review" / model.key
+
     def metrics_csv(self, model: ModelRun, postprocessed: bool) -> Path:
         return self.report_dir / f"metrics_{model.key}_{'after' if postprocessed else 'before'}_pp.csv"
 

@@ -322,6 +322,17 @@ def write_report(inputs: ReportInputs) -> Path:
         + ".",
         "",
     ]
+    reviews = [(m, paths.review_dir(m) / "review.html") for m in inputs.models]
+    reviews = [(m, page) for m, page in reviews if page.is_file()]
+    if reviews:
+        md += ["## Human review", ""]
+        md += [
+            f"[{m.label}: held-out cases ranked by fold disagreement]({_rel(page, out)}) "
+            f"([ranked CSV]({_rel(page.with_name('review.csv'), out)}), uncertainty maps, montages and a "
+            "Zooniverse export beside it)."
+            for m, page in reviews
+        ]
+        md += [""]
     md += ["## Figures", ""]
     for model in inputs.models:
         for postprocessed in (False, True):

@@ -3,7 +3,8 @@
 synth (training and held-out cases) -> convert -> nnUNetv2_plan_and_preprocess -> nnUNetv2_train (each fold)
 -> nnUNetv2_predict (fold ensemble on the held-out cases) -> nnunet_tcup postprocess tune (on the cross-validation
 predictions) -> nnUNetv2_apply_postprocessing -> nnunet_tcup evaluate (before and after post-processing)
--> nnunet_tcup export -> report. With a baseline, the training-to-export part is repeated for stock nnU-Net.
+-> nnunet_tcup export -> nnunet_tcup review (fold disagreement of the TCuP-GAN model) -> report. With a baseline,
+the training-to-export part is repeated for stock nnU-Net.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ __all__ = [  # the layout names are re-exported: callers import them from here
     "da_workers",
     "model_steps",
     "models_for",
+    "review_step",
     "subprocess_environment",
     "training_environment",
 ]
@@ -370,7 +372,41 @@ def model_steps(paths: DemoPaths, model: ModelRun, device: str, num_processes: i
             outputs=[paths.submission(model)],
         )
     )
+    if model.key == "tcupgan":
+        steps.append(review_step(paths, model, device, num_processes))
     return steps
+
+
+def review_step(paths: DemoPaths, model: ModelRun, device: str, num_processes: int) -> Step:
+    """``nnunet_tcup review`` of the held-out cases: where the model's folds disagree, ranked for a reviewer."""
+    s = paths.settings
+    return Step(
+        f"review_{model.key}",
+        "rank the held-out cases by fold disagreement for human review",
+        command=[
+            command_path("nnunet_tcup"),
+            "review",
+            "--model",
+            paths.results_folder(model),
+            "-f",
+            *[str(f) for f in s.folds],
+            "-i",
+            paths.images_test,
+            "-o",
+            paths.review_dir(model),
+            "--gt",
+            paths.heldout_labels,
+            "--challenge",
+            s.challenge,
+            "--device",
+            device,
+            "--num-workers",
+            str(num_processes),
+            "--no-progress",
+            "--overwrite",
+        ],
+        outputs=[paths.review_dir(model) / "review.html", paths.review_dir(model) / "review.csv"],
+    )
 
 
 def collect_heldout_labels(images_test: Path, brats_heldout: Path, out_dir: Path) -> None:
