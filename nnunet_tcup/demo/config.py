@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple
 
 from nnunet_tcup.challenges import check_challenge
 
@@ -20,6 +20,11 @@ BASELINE_DEMO_TRAINER = "nnUNetTrainer_demo"
 TCUPGAN_TRAINER = "nnUNetTrainerTCuPGAN"
 
 SETTINGS_FILE = "demo_settings.json"
+
+#: ``nnunet_tcup convert --mode`` of the demo's dataset; ``classes`` is the paper's formulation (see the README's
+#: learning ablation: it is the best paper-faithful setting measured there).
+DATASET_MODES = ("classes", "regions")
+DEFAULT_DATASET_MODE = "classes"
 
 
 @dataclass(frozen=True)
@@ -36,13 +41,13 @@ class TrainingBudget:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ValueError(f"training budget: {name} must be a positive integer, got {value!r}")
 
-    def as_environment(self) -> Dict[str, str]:
+    def as_environment(self) -> dict[str, str]:
         """The environment variables that make the demo trainers use this budget."""
         return {ENV_EPOCHS: str(self.epochs), ENV_ITERATIONS: str(self.iterations),
                 ENV_VAL_ITERATIONS: str(self.val_iterations)}
 
     @classmethod
-    def from_environment(cls, environ: Optional[Mapping[str, str]] = None) -> "TrainingBudget":
+    def from_environment(cls, environ: Mapping[str, str] | None = None) -> TrainingBudget:
         """Budget from ``NNUNET_TCUP_DEMO_*`` variables (defaults for unset ones); ValueError naming a bad one."""
         environ = os.environ if environ is None else environ
         default = cls()
@@ -71,26 +76,31 @@ class DemoSettings:
     """Everything that determines the demo's results (a work dir is only reused with equal settings).
 
     ``shape`` is the synthetic volume size (x, y, z) in voxels (1 mm), ``None`` for full BraTS size 240x240x155.
-    ``budget`` ``None`` means the trainer's own schedule (the paper's, in ``full`` mode).
+    ``budget`` ``None`` means the trainer's own schedule (the paper's, in ``full`` mode). ``dataset_mode`` is the
+    ``nnunet_tcup convert --mode``: ``classes`` (default: the paper's formulation, NETC / SNFH / ET with the paper's
+    label rule; the best paper-faithful setting in ``benchmarks/bench_learning.py``) or ``regions`` (WT / TC / ET).
     """
 
     mode: str
     challenge: str = "GLI"
     train_cases: int = 16
     test_cases: int = 6
-    shape: Optional[Tuple[int, int, int]] = (64, 64, 48)
+    shape: tuple[int, int, int] | None = (64, 64, 48)
     seed: int = 0
-    folds: Tuple[int, ...] = (0, 1)
+    folds: tuple[int, ...] = (0, 1)
     trainer: str = TCUPGAN_DEMO_TRAINER
     baseline_trainer: str = BASELINE_DEMO_TRAINER
-    budget: Optional[TrainingBudget] = field(default_factory=TrainingBudget)
+    budget: TrainingBudget | None = field(default_factory=TrainingBudget)
     dataset_id: int = 901
     configuration: str = "3d_fullres"
     plans: str = "nnUNetPlans"
+    dataset_mode: str = DEFAULT_DATASET_MODE
 
     def __post_init__(self) -> None:
         if self.mode not in PRESETS:
             raise ValueError(f"demo mode {self.mode!r}: expected one of {', '.join(PRESETS)}")
+        if self.dataset_mode not in DATASET_MODES:
+            raise ValueError(f"dataset mode {self.dataset_mode!r}: expected one of {', '.join(DATASET_MODES)}")
         check_challenge(self.challenge)
         if self.train_cases < 5:
             raise ValueError(f"--cases {self.train_cases}: nnU-Net's 5-fold split needs at least 5 training cases")
@@ -110,7 +120,7 @@ class DemoSettings:
     def dataset_name(self) -> str:
         return f"Dataset{self.dataset_id:03d}_BraTS2023_{self.challenge}"
 
-    def to_json(self) -> Dict:
+    def to_json(self) -> dict:
         data = asdict(self)
         data["shape"] = list(self.shape) if self.shape is not None else None
         data["folds"] = list(self.folds)
@@ -120,12 +130,13 @@ class DemoSettings:
         shape = "x".join(map(str, self.shape)) if self.shape else "240x240x155"
         budget = self.budget.describe() if self.budget else "the trainer's own (paper) schedule"
         return (f"{self.mode}: {self.train_cases} training + {self.test_cases} held-out synthetic {self.challenge} "
-                f"cases of {shape} voxels; {self.trainer}, {budget}; folds {' '.join(map(str, self.folds))}")
+                f"cases of {shape} voxels ({self.dataset_mode} dataset); {self.trainer}, {budget}; "
+                f"folds {' '.join(map(str, self.folds))}")
 
 
 #: Presets. smoke: seconds-to-minutes for CI. quick: the default, a CPU-sized run (<= 20 min on 2 cores).
 #: full: the paper's recipe (full-size volumes, 5 folds, nnUNetTrainerTCuPGAN's own schedule) for a GPU.
-PRESETS: Dict[str, Dict] = {
+PRESETS: dict[str, dict] = {
     "smoke": dict(train_cases=5, test_cases=2, shape=(32, 32, 24), folds=(0, 1),
                   budget=TrainingBudget(epochs=2, iterations=3, val_iterations=1)),
     "quick": dict(train_cases=16, test_cases=6, shape=(64, 64, 48), folds=(0, 1),
