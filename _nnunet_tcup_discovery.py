@@ -8,8 +8,8 @@ It imports nothing heavy and never raises: a half-installed package must not bre
 
 
 def _register() -> None:
-    import os
     import importlib.util
+    import os
 
     spec = importlib.util.find_spec("nnunet_tcup")
     if spec is None or not spec.submodule_search_locations:

@@ -7,6 +7,7 @@ finished dataset (every case verified and skipped). Prints cases/s and the ratio
     python benchmarks/bench_convert.py                      # 8 full-size GLI cases, N = CPU count (max 8)
     python benchmarks/bench_convert.py --cases 4 --shape 96 96 64 --workers 2 --repeats 3
 """
+
 from __future__ import annotations
 
 import argparse
@@ -16,10 +17,9 @@ import shutil
 import tempfile
 import time
 from pathlib import Path
-from typing import Dict, List, Tuple
 
-from nnunet_tcup.parallel import default_num_workers
 from nnunet_tcup.dataset_conversion.brats2023 import convert_brats2023, dataset_name
+from nnunet_tcup.parallel import default_num_workers
 from nnunet_tcup.synthetic import write_dataset
 
 
@@ -29,7 +29,7 @@ def cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
-def time_conversion(train: Path, raw: Path, challenge: str, dataset_id: int, workers: int) -> Tuple[float, float]:
+def time_conversion(train: Path, raw: Path, challenge: str, dataset_id: int, workers: int) -> tuple[float, float]:
     """(wall seconds, CPU seconds) of one conversion into a fresh dataset folder."""
     shutil.rmtree(raw / dataset_name(dataset_id, challenge), ignore_errors=True)
     start, cpu = time.perf_counter(), cpu_seconds()
@@ -42,14 +42,25 @@ def time_conversion(train: Path, raw: Path, challenge: str, dataset_id: int, wor
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=8, help="number of synthetic training cases (default 8)")
-    parser.add_argument("--shape", type=int, nargs=3, default=(240, 240, 155), metavar=("X", "Y", "Z"),
-                        help="volume shape in voxels (default 240 240 155, the BraTS size)")
-    parser.add_argument("--workers", type=int, default=default_num_workers(),
-                        help=f"N, the parallel worker count compared with 1 (default {default_num_workers()})")
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=(240, 240, 155),
+        metavar=("X", "Y", "Z"),
+        help="volume shape in voxels (default 240 240 155, the BraTS size)",
+    )
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=default_num_workers(),
+        help=f"N, the parallel worker count compared with 1 (default {default_num_workers()})",
+    )
     parser.add_argument("--repeats", type=int, default=2, help="timed conversions per setting; best kept (default 2)")
     parser.add_argument("--challenge", default="GLI", help="challenge of the synthetic cases (default GLI)")
-    parser.add_argument("--workdir", default=None, help="folder for data and outputs (default: a temporary folder, "
-                        "removed afterwards)")
+    parser.add_argument(
+        "--workdir", default=None, help="folder for data and outputs (default: a temporary folder, removed afterwards)"
+    )
     args = parser.parse_args()
 
     work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_convert_"))
@@ -58,22 +69,34 @@ def main() -> None:
         raw.mkdir(parents=True, exist_ok=True)
         start = time.perf_counter()
         if not train.is_dir():
-            write_dataset(train, args.challenge, args.cases, seed=0, shape=tuple(args.shape),
-                          num_workers=args.workers, progress=False)
-        print(f"data: {args.cases} synthetic {args.challenge} cases {tuple(args.shape)} in {train} "
-              f"({time.perf_counter() - start:.1f} s to make, not timed below)")
+            write_dataset(
+                train,
+                args.challenge,
+                args.cases,
+                seed=0,
+                shape=tuple(args.shape),
+                num_workers=args.workers,
+                progress=False,
+            )
+        print(
+            f"data: {args.cases} synthetic {args.challenge} cases {tuple(args.shape)} in {train} "
+            f"({time.perf_counter() - start:.1f} s to make, not timed below)"
+        )
         size_mb = sum(p.stat().st_size for p in train.rglob("*.nii.gz")) / 1e6
-        print(f"source size: {size_mb:.1f} MB; CPUs: {os.cpu_count()}; load average before: "
-              f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+        print(
+            f"source size: {size_mb:.1f} MB; CPUs: {os.cpu_count()}; load average before: "
+            f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
+        )
 
-        times: Dict[int, List[Tuple[float, float]]] = {1: [], args.workers: []}
+        times: dict[int, list[tuple[float, float]]] = {1: [], args.workers: []}
         for r in range(args.repeats):
             order = (1, args.workers) if r % 2 == 0 else (args.workers, 1)
             for workers in order:
                 times[workers].append(time_conversion(train, raw, args.challenge, 900 + workers, workers))
         start = time.perf_counter()
-        summary = convert_brats2023(args.challenge, 900 + args.workers, train, num_workers=args.workers,
-                                    raw_dir=raw, progress=False)
+        summary = convert_brats2023(
+            args.challenge, 900 + args.workers, train, num_workers=args.workers, raw_dir=raw, progress=False
+        )
         verify_time = time.perf_counter() - start
         assert len(summary.skipped) == args.cases and not summary.converted
 
@@ -81,14 +104,20 @@ def main() -> None:
         for workers in (1, args.workers):
             wall, cpu = min(times[workers])
             all_times = ", ".join(f"{t:.2f}" for t, _ in times[workers])
-            print(f"{f'convert, {workers} worker(s)':<34}{wall:9.2f}{all_times:>20}{args.cases / wall:10.2f}"
-                  f"{cpu:8.2f}{cpu / wall:10.2f}")
-        print(f"{f're-run (verify+skip), {args.workers} worker(s)':<34}{verify_time:9.2f}{'':>20}"
-              f"{args.cases / verify_time:10.2f}")
+            print(
+                f"{f'convert, {workers} worker(s)':<34}{wall:9.2f}{all_times:>20}{args.cases / wall:10.2f}"
+                f"{cpu:8.2f}{cpu / wall:10.2f}"
+            )
+        print(
+            f"{f're-run (verify+skip), {args.workers} worker(s)':<34}{verify_time:9.2f}{'':>20}"
+            f"{args.cases / verify_time:10.2f}"
+        )
         ratio = min(times[1])[0] / min(times[args.workers])[0]
-        print(f"throughput ratio {args.workers} workers / 1 worker: {ratio:.2f}x "
-              f"(load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; CPU/wall near 1 per worker "
-              f"means the workers got their cores, well below means the machine was busy)")
+        print(
+            f"throughput ratio {args.workers} workers / 1 worker: {ratio:.2f}x "
+            f"(load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; CPU/wall near 1 per worker "
+            f"means the workers got their cores, well below means the machine was busy)"
+        )
     finally:
         if not args.workdir:
             shutil.rmtree(work, ignore_errors=True)

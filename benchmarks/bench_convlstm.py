@@ -17,6 +17,7 @@ Usage: python benchmarks/bench_convlstm.py [--reps 5] [--patch 32 64 64] [--batc
        [--device cpu] [--skip-layers]
 On a machine shared with other jobs use --threads 1 --clock cpu (process CPU time) and say so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -31,14 +32,44 @@ from torch.profiler import ProfilerActivity, profile
 from nnunet_tcup.network_architecture import ConvLSTM2d, TCuPGenerator
 
 IMPLEMENTATIONS = ("fused", "fast", "per_slice")
-NON_KERNEL_OPS = frozenset({
-    "aten::as_strided", "aten::as_strided_", "aten::select", "aten::slice", "aten::narrow", "aten::view",
-    "aten::_unsafe_view", "aten::unbind", "aten::split", "aten::split_with_sizes", "aten::chunk", "aten::reshape",
-    "aten::flatten", "aten::unflatten", "aten::detach", "aten::alias", "aten::unsqueeze", "aten::squeeze",
-    "aten::expand", "aten::permute", "aten::transpose", "aten::t", "aten::empty", "aten::empty_like",
-    "aten::empty_strided", "aten::resize_", "aten::to", "aten::_to_copy", "aten::contiguous", "aten::lift_fresh",
-    "aten::result_type", "aten::_has_compatible_shallow_copy_type", "aten::is_nonzero", "aten::item",
-})
+NON_KERNEL_OPS = frozenset(
+    {
+        "aten::as_strided",
+        "aten::as_strided_",
+        "aten::select",
+        "aten::slice",
+        "aten::narrow",
+        "aten::view",
+        "aten::_unsafe_view",
+        "aten::unbind",
+        "aten::split",
+        "aten::split_with_sizes",
+        "aten::chunk",
+        "aten::reshape",
+        "aten::flatten",
+        "aten::unflatten",
+        "aten::detach",
+        "aten::alias",
+        "aten::unsqueeze",
+        "aten::squeeze",
+        "aten::expand",
+        "aten::permute",
+        "aten::transpose",
+        "aten::t",
+        "aten::empty",
+        "aten::empty_like",
+        "aten::empty_strided",
+        "aten::resize_",
+        "aten::to",
+        "aten::_to_copy",
+        "aten::contiguous",
+        "aten::lift_fresh",
+        "aten::result_type",
+        "aten::_has_compatible_shallow_copy_type",
+        "aten::is_nonzero",
+        "aten::item",
+    }
+)
 
 
 def layer_shapes(net: TCuPGenerator, height: int, width: int) -> list[tuple[str, int, int, int, int]]:
@@ -102,6 +133,7 @@ def layer_step(layer: ConvLSTM2d, x: torch.Tensor, weights: torch.Tensor) -> Cal
         x.grad = None
         h, _ = layer(x)
         (h * weights).sum().backward()
+
     return step
 
 
@@ -121,6 +153,7 @@ def net_step(model: TCuPGenerator, x: torch.Tensor, target: torch.Tensor) -> Cal
     def step() -> None:
         model.zero_grad(set_to_none=True)
         (model(x) * target).sum().backward()
+
     return step
 
 
@@ -134,14 +167,19 @@ def report_aten_calls(nets: dict[str, TCuPGenerator], patch: Sequence[int], batc
     for impl, c in counts.items():
         print(f"  {impl:10s} {c['all'] / depth:8.1f} {c['top'] / depth:8.1f} {c['kernels'] / depth:8.1f}")
     for kind in ("all", "top", "kernels"):
-        print(f"  {kind:8s} fast/fused {counts['fast'][kind] / counts['fused'][kind]:.2f}x, "
-              f"per_slice/fused {counts['per_slice'][kind] / counts['fused'][kind]:.2f}x")
+        print(
+            f"  {kind:8s} fast/fused {counts['fast'][kind] / counts['fused'][kind]:.2f}x, "
+            f"per_slice/fused {counts['per_slice'][kind] / counts['fused'][kind]:.2f}x"
+        )
 
 
 def report_layers(net: TCuPGenerator, args: argparse.Namespace) -> None:
     depth, height, width = args.patch
-    print(f"{'layer':6s} {'in':>4s} {'hid':>4s} {'size':>7s} " + " ".join(f"{i + ' s':>11s}" for i in IMPLEMENTATIONS)
-          + "  fast/fused  slice/fused")
+    print(
+        f"{'layer':6s} {'in':>4s} {'hid':>4s} {'size':>7s} "
+        + " ".join(f"{i + ' s':>11s}" for i in IMPLEMENTATIONS)
+        + "  fast/fused  slice/fused"
+    )
     totals = [0.0] * len(IMPLEMENTATIONS)
     for name, cin, hidden, h, w in layer_shapes(net, height, width):
         layers = [ConvLSTM2d(cin, hidden, implementation=impl).to(args.device) for impl in IMPLEMENTATIONS]
@@ -152,22 +190,33 @@ def report_layers(net: TCuPGenerator, args: argparse.Namespace) -> None:
         secs = compare([layer_step(layer, x, weights) for layer in layers], args.reps)
         medians = [statistics.median(s) for s in secs]
         totals = [t + m for t, m in zip(totals, medians)]
-        print(f"{name:6s} {cin:4d} {hidden:4d} {h:3d}x{w:<3d} " + " ".join(f"{m:11.4f}" for m in medians)
-              + f"  {ratio(secs[1], secs[0]):9.2f}x  {ratio(secs[2], secs[0]):10.2f}x")
-    print("all ConvLSTM layers (sum of medians): " + ", ".join(f"{i} {t:.3f} s" for i, t in zip(IMPLEMENTATIONS, totals))
-          + f"; fast/fused {totals[1] / totals[0]:.2f}x")
+        print(
+            f"{name:6s} {cin:4d} {hidden:4d} {h:3d}x{w:<3d} "
+            + " ".join(f"{m:11.4f}" for m in medians)
+            + f"  {ratio(secs[1], secs[0]):9.2f}x  {ratio(secs[2], secs[0]):10.2f}x"
+        )
+    print(
+        "all ConvLSTM layers (sum of medians): "
+        + ", ".join(f"{i} {t:.3f} s" for i, t in zip(IMPLEMENTATIONS, totals))
+        + f"; fast/fused {totals[1] / totals[0]:.2f}x"
+    )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--reps", type=int, default=5, help="timed repetitions of each implementation")
     parser.add_argument("--patch", type=int, nargs=3, default=[32, 64, 64], help="timed patch size D H W (voxels)")
-    parser.add_argument("--count-patch", type=int, nargs=3, default=[32, 32, 32],
-                        help="patch D H W for the ATen call count (voxels)")
+    parser.add_argument(
+        "--count-patch", type=int, nargs=3, default=[32, 32, 32], help="patch D H W for the ATen call count (voxels)"
+    )
     parser.add_argument("--batch", type=int, default=2, help="batch size")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="wall: elapsed time; cpu: process CPU time (robust on a loaded machine with --threads 1)")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed time; cpu: process CPU time (robust on a loaded machine with --threads 1)",
+    )
     parser.add_argument("--device", default="cpu", help="torch device (cuda: timings synchronise the device)")
     parser.add_argument("--skip-layers", action="store_true", help="time only the whole generator")
     args = parser.parse_args()
@@ -175,8 +224,10 @@ def main() -> None:
         torch.set_num_threads(args.threads)
     CLOCK["now"] = CLOCKS[args.clock]
     CLOCK["device"] = torch.device(args.device).type
-    print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, clock {args.clock}, "
-          f"patch {args.patch}, batch {args.batch}, load average before: {os.getloadavg()}")
+    print(
+        f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}, clock {args.clock}, "
+        f"patch {args.patch}, batch {args.batch}, load average before: {os.getloadavg()}"
+    )
     nets = generators(args.device)
     report_aten_calls(nets, args.count_patch, args.batch, args.device)
     if not args.skip_layers:
@@ -184,9 +235,11 @@ def main() -> None:
     x = torch.randn(args.batch, 4, *args.patch, device=args.device)
     target = torch.randn(args.batch, 3, *args.patch, device=args.device)
     secs = compare([net_step(net, x, target) for net in nets.values()], args.reps)
-    print("whole generator forward+backward: " + ", ".join(
-        f"{impl} {statistics.median(s):.3f} s" for impl, s in zip(nets, secs))
-        + f"; fast/fused {ratio(secs[1], secs[0]):.2f}x, per_slice/fused {ratio(secs[2], secs[0]):.2f}x")
+    print(
+        "whole generator forward+backward: "
+        + ", ".join(f"{impl} {statistics.median(s):.3f} s" for impl, s in zip(nets, secs))
+        + f"; fast/fused {ratio(secs[1], secs[0]):.2f}x, per_slice/fused {ratio(secs[2], secs[0]):.2f}x"
+    )
     print(f"load average after: {os.getloadavg()}")
 
 

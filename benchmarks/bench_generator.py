@@ -17,6 +17,7 @@ Usage: python benchmarks/bench_generator.py [--reps 7] [--patch 32 64 64] [--bat
 On a machine shared with other jobs, two-thread wall-clock figures are dominated by OpenMP threads waiting for each
 other (thousands of small per-slice kernels); use --threads 1 --clock cpu there and say so.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,7 +42,7 @@ def nnunet_default_network(patch: Sequence[int], in_channels: int, num_classes: 
     stages = len(pool_kernels)
     arch_kwargs = {
         "n_stages": stages,
-        "features_per_stage": [min(320, 32 * 2 ** i) for i in range(stages)],
+        "features_per_stage": [min(320, 32 * 2**i) for i in range(stages)],
         "conv_op": "torch.nn.modules.conv.Conv3d",
         "kernel_sizes": conv_kernels,
         "strides": pool_kernels,
@@ -55,9 +56,15 @@ def nnunet_default_network(patch: Sequence[int], in_channels: int, num_classes: 
         "nonlin": "torch.nn.LeakyReLU",
         "nonlin_kwargs": {"inplace": True},
     }
-    return get_network_from_plans("dynamic_network_architectures.architectures.unet.PlainConvUNet", arch_kwargs,
-                                  ("conv_op", "norm_op", "dropout_op", "nonlin"), in_channels, num_classes,
-                                  allow_init=True, deep_supervision=False)
+    return get_network_from_plans(
+        "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+        arch_kwargs,
+        ("conv_op", "norm_op", "dropout_op", "nonlin"),
+        in_channels,
+        num_classes,
+        allow_init=True,
+        deep_supervision=False,
+    )
 
 
 def make_step(net: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Callable[[], None]:
@@ -68,6 +75,7 @@ def make_step(net: nn.Module, x: torch.Tensor, target: torch.Tensor) -> Callable
         optimizer.zero_grad(set_to_none=True)
         loss_fn(net(x), target).backward()
         optimizer.step()
+
     return step
 
 
@@ -95,10 +103,19 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=2, help="batch size")
     parser.add_argument("--mm-size", type=int, default=2048, help="edge N of the fp32 N x N matmul reference")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: leave torch's default)")
-    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall",
-                        help="wall: elapsed time; cpu: process CPU time (robust on a loaded machine with --threads 1)")
-    parser.add_argument("--networks", nargs="+", default=["tcup", "tcup_fast", "tcup_naive", "nnunet"],
-                        choices=["tcup", "tcup_fast", "tcup_naive", "nnunet"], help="networks to time")
+    parser.add_argument(
+        "--clock",
+        choices=sorted(CLOCKS),
+        default="wall",
+        help="wall: elapsed time; cpu: process CPU time (robust on a loaded machine with --threads 1)",
+    )
+    parser.add_argument(
+        "--networks",
+        nargs="+",
+        default=["tcup", "tcup_fast", "tcup_naive", "nnunet"],
+        choices=["tcup", "tcup_fast", "tcup_naive", "nnunet"],
+        help="networks to time",
+    )
     args = parser.parse_args()
     if args.threads > 0:
         torch.set_num_threads(args.threads)
@@ -120,10 +137,12 @@ def main() -> None:
     steps = {name: make_step(net, x, target) for name, net in nets.items()}
     a, b = torch.randn(args.mm_size, args.mm_size), torch.randn(args.mm_size, args.mm_size)
     mm = lambda: torch.mm(a, b)  # noqa: E731
-    mm_flops = 2 * args.mm_size ** 3
+    mm_flops = 2 * args.mm_size**3
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, clock {args.clock}, patch {args.patch}, "
-          f"batch {args.batch}, load average before: {os.getloadavg()}")
+    print(
+        f"torch {torch.__version__}, threads {torch.get_num_threads()}, clock {args.clock}, patch {args.patch}, "
+        f"batch {args.batch}, load average before: {os.getloadavg()}"
+    )
     for name, net in nets.items():
         params = sum(p.numel() for p in net.parameters())
         print(f"  {name:11s} params {params / 1e6:6.3f} M, GFLOP per step (fwd+bwd) {flops[name] / 1e9:7.2f}")
@@ -143,14 +162,18 @@ def main() -> None:
     print(f"load average after: {os.getloadavg()}")
     print(f"matmul fp32 {args.mm_size}^2: median {statistics.median(mm_rates) / 1e9:.1f} GFLOP/s")
     for name in nets:
-        print(f"  {name:11s} step median {statistics.median(seconds[name]):6.3f} s "
-              f"(min {min(seconds[name]):.3f}), achieved FLOP/s = "
-              f"{100 * statistics.median(fraction[name]):5.1f} % of matmul (per-rep median)")
+        print(
+            f"  {name:11s} step median {statistics.median(seconds[name]):6.3f} s "
+            f"(min {min(seconds[name]):.3f}), achieved FLOP/s = "
+            f"{100 * statistics.median(fraction[name]):5.1f} % of matmul (per-rep median)"
+        )
     if "tcup" in nets:
         for other in [n for n in nets if n != "tcup"]:
             ratios = [o / t for o, t in zip(seconds[other], seconds["tcup"])]
-            print(f"step time {other} / tcup: median {statistics.median(ratios):.2f}x "
-                  f"(per-rep ratios {', '.join(f'{r:.2f}' for r in ratios)})")
+            print(
+                f"step time {other} / tcup: median {statistics.median(ratios):.2f}x "
+                f"(per-rep ratios {', '.join(f'{r:.2f}' for r in ratios)})"
+            )
 
 
 if __name__ == "__main__":

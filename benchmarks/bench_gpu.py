@@ -22,6 +22,7 @@ device (``torch.cuda.synchronize``) before reading the clock.
 Usage: python benchmarks/bench_gpu.py [--device cuda] [--reps 5] [--cases 2] [--work DIR]
        python benchmarks/bench_gpu.py --smoke     # CPU, tiny cases, 1 repetition, no AMP: checks every path (CI)
 """
+
 from __future__ import annotations
 
 import argparse
@@ -73,8 +74,14 @@ class Bench:
         if self.device.type == "cuda":
             torch.cuda.synchronize(self.device)
 
-    def measure(self, name: str, step: Callable[[], object], baseline: str | None = None, warmup: int = 1,
-                reps: int | None = None) -> Row:
+    def measure(
+        self,
+        name: str,
+        step: Callable[[], object],
+        baseline: str | None = None,
+        warmup: int = 1,
+        reps: int | None = None,
+    ) -> Row:
         """Median seconds of ``reps`` calls after ``warmup`` calls; peak memory over the timed calls (CUDA)."""
         for _ in range(warmup):
             step()
@@ -116,8 +123,9 @@ def make_plan(work: Path, shape: tuple[int, int, int], cases: int, workers: int)
         with contextlib.redirect_stdout(log):  # nnU-Net's planner prints its whole plan
             write_dataset(brats, "GLI", cases, seed=0, shape=shape, num_workers=workers, progress=False)
             convert_brats2023("GLI", DATASET_ID, brats, num_workers=workers, raw_dir=work / "raw", progress=False)
-            extract_fingerprints([DATASET_ID], num_processes=workers, check_dataset_integrity=False, clean=True,
-                                 verbose=False)
+            extract_fingerprints(
+                [DATASET_ID], num_processes=workers, check_dataset_integrity=False, clean=True, verbose=False
+            )
             plan_experiments([DATASET_ID])
     except Exception:
         print(log.getvalue())
@@ -150,12 +158,12 @@ def tcup_gan_step(bench: Bench, generator: nn.Module, data: torch.Tensor, target
     d_slot = OptimiserSlot(torch.optim.Adam(discriminator.parameters(), 1e-4, betas=(0.5, 0.999)), bench.scaler())
     loss = RegionWeightedBCELoss()
     targets = GANTargets(has_regions=True, num_heads=target.shape[1])
-    return lambda: gan_train_step(generator, discriminator, data, target, loss, targets, g_slot, d_slot,
-                                  bench.autocast)
+    return lambda: gan_train_step(generator, discriminator, data, target, loss, targets, g_slot, d_slot, bench.autocast)
 
 
-def nnunet_default_step(bench: Bench, plans_manager, configuration, data: torch.Tensor,
-                        target: torch.Tensor) -> Callable:
+def nnunet_default_step(
+    bench: Bench, plans_manager, configuration, data: torch.Tensor, target: torch.Tensor
+) -> Callable:
     """nnU-Net's default 3d_fullres network and train step (deep supervision, Dice + BCE, SGD, clip 12)."""
     import torch.nn.functional as F
     from nnunetv2.training.loss.compound_losses import DC_and_BCE_loss
@@ -163,18 +171,33 @@ def nnunet_default_step(bench: Bench, plans_manager, configuration, data: torch.
     from nnunetv2.training.loss.dice import MemoryEfficientSoftDiceLoss
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
 
-    net = get_network_from_plans(configuration.network_arch_class_name, configuration.network_arch_init_kwargs,
-                                 configuration.network_arch_init_kwargs_req_import, data.shape[1], target.shape[1],
-                                 allow_init=True, deep_supervision=True).to(bench.device)
+    net = get_network_from_plans(
+        configuration.network_arch_class_name,
+        configuration.network_arch_init_kwargs,
+        configuration.network_arch_init_kwargs_req_import,
+        data.shape[1],
+        target.shape[1],
+        allow_init=True,
+        deep_supervision=True,
+    ).to(bench.device)
     scales = np.cumprod(np.vstack(configuration.pool_op_kernel_sizes), axis=0)[:-1]
-    weights = np.array([1 / (2 ** i) for i in range(len(scales))])
+    weights = np.array([1 / (2**i) for i in range(len(scales))])
     weights[-1] = 0
     loss = DeepSupervisionWrapper(
-        DC_and_BCE_loss({}, {"batch_dice": configuration.batch_dice, "do_bg": True, "smooth": 1e-5, "ddp": False},
-                        use_ignore_label=False, dice_class=MemoryEfficientSoftDiceLoss), weights / weights.sum())
-    targets = [target if all(s == 1 for s in scale) else
-               F.interpolate(target, size=[p // s for p, s in zip(target.shape[2:], scale)], mode="nearest")
-               for scale in scales]
+        DC_and_BCE_loss(
+            {},
+            {"batch_dice": configuration.batch_dice, "do_bg": True, "smooth": 1e-5, "ddp": False},
+            use_ignore_label=False,
+            dice_class=MemoryEfficientSoftDiceLoss,
+        ),
+        weights / weights.sum(),
+    )
+    targets = [
+        target
+        if all(s == 1 for s in scale)
+        else F.interpolate(target, size=[p // s for p, s in zip(target.shape[2:], scale)], mode="nearest")
+        for scale in scales
+    ]
     optimizer = torch.optim.SGD(net.parameters(), 1e-2, momentum=0.99, nesterov=True, weight_decay=3e-5)
     scaler = bench.scaler()
 
@@ -192,6 +215,7 @@ def nnunet_default_step(bench: Bench, plans_manager, configuration, data: torch.
             nn.utils.clip_grad_norm_(net.parameters(), 12)
             scaler.step(optimizer)
             scaler.update()
+
     return step
 
 
@@ -201,6 +225,7 @@ def generator_fwd_bwd(bench: Bench, generator: nn.Module, data: torch.Tensor, ta
         with bench.autocast():
             logits = generator(data)
         nn.functional.binary_cross_entropy_with_logits(logits.float(), target).backward()
+
     return step
 
 
@@ -215,20 +240,28 @@ def training_section(bench: Bench, plans_manager, configuration) -> None:
     for impl in ("fused", "fast"):
         generator = TCuPGenerator(4, 3, convlstm_implementation=impl).to(bench.device)
         generator.load_state_dict(reference.state_dict())
-        bench.measure(f"TCuP-GAN G+D train step ({impl} ConvLSTM)", tcup_gan_step(bench, generator, data, target),
-                      baseline=None if impl == "fused" else "TCuP-GAN G+D train step (fused ConvLSTM)")
+        bench.measure(
+            f"TCuP-GAN G+D train step ({impl} ConvLSTM)",
+            tcup_gan_step(bench, generator, data, target),
+            baseline=None if impl == "fused" else "TCuP-GAN G+D train step (fused ConvLSTM)",
+        )
         del generator
         bench.release()
-    bench.measure("nnU-Net default network train step",
-                  nnunet_default_step(bench, plans_manager, configuration, data, target),
-                  baseline="TCuP-GAN G+D train step (fused ConvLSTM)")
+    bench.measure(
+        "nnU-Net default network train step",
+        nnunet_default_step(bench, plans_manager, configuration, data, target),
+        baseline="TCuP-GAN G+D train step (fused ConvLSTM)",
+    )
     bench.release()
     for impl in ("fused", "fast", "per_slice"):
         generator = TCuPGenerator(4, 3, convlstm_implementation=impl).to(bench.device)
         generator.load_state_dict(reference.state_dict())
-        bench.measure(f"generator fwd+bwd ({impl})", generator_fwd_bwd(bench, generator, data, target),
-                      baseline=None if impl == "fused" else "generator fwd+bwd (fused)",
-                      reps=max(1, bench.reps // 2) if impl == "per_slice" else None)
+        bench.measure(
+            f"generator fwd+bwd ({impl})",
+            generator_fwd_bwd(bench, generator, data, target),
+            baseline=None if impl == "fused" else "generator fwd+bwd (fused)",
+            reps=max(1, bench.reps // 2) if impl == "per_slice" else None,
+        )
         del generator
         bench.release()
 
@@ -252,8 +285,9 @@ def inference_section(bench: Bench, plans_manager, configuration, dataset_json, 
     bench.measure("generator inference, one patch, eager", forward)
     if graphs_ok:
         generator.cuda_graphs = True
-        bench.measure("generator inference, one patch, CUDA graph", forward,
-                      baseline="generator inference, one patch, eager")
+        bench.measure(
+            "generator inference, one patch, CUDA graph", forward, baseline="generator inference, one patch, eager"
+        )
         generator.cuda_graphs = False
 
     image, properties = SimpleITKIO().read_images(case_files)
@@ -262,18 +296,27 @@ def inference_section(bench: Bench, plans_manager, configuration, dataset_json, 
         if graphs and not graphs_ok:
             continue
         generator.cuda_graphs = graphs
-        predictor = nnUNetPredictor(tile_step_size=0.5, use_gaussian=True, use_mirroring=mirroring,
-                                    perform_everything_on_device=bench.device.type == "cuda", device=bench.device,
-                                    verbose=False, allow_tqdm=False)
-        predictor.manual_initialization(generator, plans_manager, configuration, params, dataset_json,
-                                        "nnUNetTrainerTCuPGAN", (0, 1, 2))
-        name = f"predict one full-size case, mirroring {'on' if mirroring else 'off'}" + (", CUDA graphs" if graphs
-                                                                                          else "")
+        predictor = nnUNetPredictor(
+            tile_step_size=0.5,
+            use_gaussian=True,
+            use_mirroring=mirroring,
+            perform_everything_on_device=bench.device.type == "cuda",
+            device=bench.device,
+            verbose=False,
+            allow_tqdm=False,
+        )
+        predictor.manual_initialization(
+            generator, plans_manager, configuration, params, dataset_json, "nnUNetTrainerTCuPGAN", (0, 1, 2)
+        )
+        name = f"predict one full-size case, mirroring {'on' if mirroring else 'off'}" + (
+            ", CUDA graphs" if graphs else ""
+        )
         baseline = None if not mirroring else "predict one full-size case, mirroring off"
         if graphs:
             baseline = "predict one full-size case, mirroring on"
-        bench.measure(name, lambda p=predictor: p.predict_single_npy_array(image, properties), baseline=baseline,
-                      warmup=0, reps=1)
+        bench.measure(
+            name, lambda p=predictor: p.predict_single_npy_array(image, properties), baseline=baseline, warmup=0, reps=1
+        )
 
 
 # ------------------------------------------------------------------------------------------------ output
@@ -284,7 +327,7 @@ def print_table(bench: Bench, header: str) -> None:
     print(f"| {'what':58s} | {'time':>9s} | {'peak mem':>9s} | vs |")
     print(f"|{'-' * 60}|{'-' * 11}|{'-' * 11}|----|")
     for row in bench.rows:
-        memory = "-" if row.peak_bytes is None else f"{row.peak_bytes / 2 ** 30:.2f} GiB"
+        memory = "-" if row.peak_bytes is None else f"{row.peak_bytes / 2**30:.2f} GiB"
         versus = ""
         if row.baseline is not None and row.baseline in by_name:
             versus = f"{row.seconds / by_name[row.baseline].seconds:.2f}x of '{row.baseline}'"
@@ -298,8 +341,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--cases", type=int, default=2, help="synthetic cases to plan from")
     parser.add_argument("--workers", type=int, default=4, help="processes for synthesis, conversion, fingerprint")
     parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary folder)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="CPU, tiny synthetic cases, 1 repetition, no AMP: exercises every path in under a minute")
+    parser.add_argument(
+        "--smoke",
+        action="store_true",
+        help="CPU, tiny synthetic cases, 1 repetition, no AMP: exercises every path in under a minute",
+    )
     args = parser.parse_args(argv)
     if args.smoke:
         args.device, args.reps, args.workers = "cpu", 1, 1
@@ -310,8 +356,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     device = torch.device(args.device)
     if device.type == "cuda" and not torch.cuda.is_available():
-        print(f"bench_gpu: --device {args.device} requested but no CUDA device is available (use --smoke on CPU)",
-              file=sys.stderr)
+        print(
+            f"bench_gpu: --device {args.device} requested but no CUDA device is available (use --smoke on CPU)",
+            file=sys.stderr,
+        )
         return 2
     shape = SMOKE_SHAPE if args.smoke else FULL_SHAPE
     with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
@@ -323,16 +371,21 @@ def main(argv: list[str] | None = None) -> int:
         plans_manager, configuration, dataset_json, case_files = make_plan(work, shape, args.cases, args.workers)
         plan_s = time.perf_counter() - start
         bench = Bench(device, amp=device.type == "cuda", reps=args.reps)
-        print(f"plan from {args.cases} synthetic cases of {shape} in {plan_s:.0f} s: 3d_fullres patch "
-              f"{list(configuration.patch_size)}, batch {configuration.batch_size}, spacing {configuration.spacing}",
-              flush=True)
+        print(
+            f"plan from {args.cases} synthetic cases of {shape} in {plan_s:.0f} s: 3d_fullres patch "
+            f"{list(configuration.patch_size)}, batch {configuration.batch_size}, spacing {configuration.spacing}",
+            flush=True,
+        )
         training_section(bench, plans_manager, configuration)
         inference_section(bench, plans_manager, configuration, dataset_json, case_files)
     name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({torch.get_num_threads()} threads)"
-    print_table(bench, f"bench_gpu {datetime.date.today()} on {name}, torch {torch.__version__}, AMP "
-                       f"{'fp16' if bench.amp else 'off'}, 3d_fullres patch {list(configuration.patch_size)} batch "
-                       f"{configuration.batch_size}, median of {args.reps} (predictor rows: 1 run); "
-                       f"total {time.perf_counter() - start:.0f} s")
+    print_table(
+        bench,
+        f"bench_gpu {datetime.date.today()} on {name}, torch {torch.__version__}, AMP "
+        f"{'fp16' if bench.amp else 'off'}, 3d_fullres patch {list(configuration.patch_size)} batch "
+        f"{configuration.batch_size}, median of {args.reps} (predictor rows: 1 run); "
+        f"total {time.perf_counter() - start:.0f} s",
+    )
     return 0
 
 

@@ -10,6 +10,7 @@ runs before planning), then treat each converted label as a prediction, ``nnunet
 
     python benchmarks/check_full_size.py [--cases 2] [--workdir DIR] [--shape 240 240 155]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -20,7 +21,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import List
 
 import nibabel as nib
 import numpy as np
@@ -31,10 +31,9 @@ from nnunet_tcup.synthetic import write_dataset
 BIN = Path(sys.executable).parent
 
 
-def run(argv: List[str], env: dict) -> subprocess.CompletedProcess:
+def run(argv: list[str], env: dict) -> subprocess.CompletedProcess:
     exe = BIN / argv[0]
-    proc = subprocess.run([str(exe) if exe.exists() else argv[0], *argv[1:]], env=env, capture_output=True,
-                          text=True)
+    proc = subprocess.run([str(exe) if exe.exists() else argv[0], *argv[1:]], env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise SystemExit(f"FAILED ({proc.returncode}): {' '.join(argv)}\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
     return proc
@@ -60,28 +59,61 @@ def main() -> None:
             ids[challenge] = dataset_id
             train, test = work / challenge / "train", work / challenge / "test"
             start = time.perf_counter()
-            write_dataset(train, challenge, args.cases, seed=n, shape=tuple(args.shape), num_workers=args.workers,
-                          progress=False)
-            write_dataset(test, challenge, 1, seed=n, shape=tuple(args.shape), with_seg=False, start_index=101,
-                          progress=False)
+            write_dataset(
+                train, challenge, args.cases, seed=n, shape=tuple(args.shape), num_workers=args.workers, progress=False
+            )
+            write_dataset(
+                test, challenge, 1, seed=n, shape=tuple(args.shape), with_seg=False, start_index=101, progress=False
+            )
             made = time.perf_counter() - start
             start = time.perf_counter()
-            proc = run(["nnunet_tcup", "convert", "--challenge", challenge, "--dataset-id", str(dataset_id),
-                        "--train", str(train), "--test", str(test), "--num-workers", str(args.workers),
-                        "--no-progress"], env)
-            print(f"{challenge}: synth {made:.1f} s; convert {time.perf_counter() - start:.1f} s: "
-                  f"{proc.stdout.strip()}")
+            proc = run(
+                [
+                    "nnunet_tcup",
+                    "convert",
+                    "--challenge",
+                    challenge,
+                    "--dataset-id",
+                    str(dataset_id),
+                    "--train",
+                    str(train),
+                    "--test",
+                    str(test),
+                    "--num-workers",
+                    str(args.workers),
+                    "--no-progress",
+                ],
+                env,
+            )
+            print(
+                f"{challenge}: synth {made:.1f} s; convert {time.perf_counter() - start:.1f} s: {proc.stdout.strip()}"
+            )
 
         start = time.perf_counter()
-        proc = run(["nnUNetv2_extract_fingerprint", "-d", *map(str, ids.values()), "--verify_dataset_integrity",
-                    "-np", str(args.workers), "--no_pbar"], env)
+        proc = run(
+            [
+                "nnUNetv2_extract_fingerprint",
+                "-d",
+                *map(str, ids.values()),
+                "--verify_dataset_integrity",
+                "-np",
+                str(args.workers),
+                "--no_pbar",
+            ],
+            env,
+        )
         passed = proc.stdout.count("verify_dataset_integrity Done")
-        print(f"nnUNetv2_extract_fingerprint -d {' '.join(map(str, ids.values()))} --verify_dataset_integrity: "
-              f"exit 0, integrity check passed for {passed}/{len(ids)} datasets ({time.perf_counter() - start:.1f} s)")
+        print(
+            f"nnUNetv2_extract_fingerprint -d {' '.join(map(str, ids.values()))} --verify_dataset_integrity: "
+            f"exit 0, integrity check passed for {passed}/{len(ids)} datasets ({time.perf_counter() - start:.1f} s)"
+        )
         assert passed == len(ids)
         for challenge, dataset_id in ids.items():
-            fp = Path(env["nnUNet_preprocessed"]) / f"Dataset{dataset_id:03d}_BraTS2023_{challenge}" / \
-                "dataset_fingerprint.json"
+            fp = (
+                Path(env["nnUNet_preprocessed"])
+                / f"Dataset{dataset_id:03d}_BraTS2023_{challenge}"
+                / "dataset_fingerprint.json"
+            )
             assert fp.is_file(), fp
 
         for challenge, dataset_id in ids.items():
@@ -93,8 +125,22 @@ def main() -> None:
                 shutil.copyfile(label, preds / label.name)
             for source in (train, dataset):
                 out = work / challenge / f"export_{source.name}"
-                run(["nnunet_tcup", "export", str(preds), str(out), "--challenge", challenge, "--source",
-                     str(source), "--num-workers", str(args.workers), "--no-progress"], env)
+                run(
+                    [
+                        "nnunet_tcup",
+                        "export",
+                        str(preds),
+                        str(out),
+                        "--challenge",
+                        challenge,
+                        "--source",
+                        str(source),
+                        "--num-workers",
+                        str(args.workers),
+                        "--no-progress",
+                    ],
+                    env,
+                )
                 labels = []
                 for exported_path in sorted(out.glob("*.nii.gz")):
                     case = exported_path.name[: -len(".nii.gz")]
@@ -105,8 +151,10 @@ def main() -> None:
                     assert np.array_equal(exported.affine, original.affine), exported_path
                     assert np.array_equal(data, original.get_fdata()), exported_path
                     labels.append(f"{case} {exported.shape} labels {np.unique(data).tolist()}")
-                print(f"{challenge}: round trip via --source {source.name}: {len(labels)} case(s) identical "
-                      f"(data, shape, affine, uint8): {'; '.join(labels)}")
+                print(
+                    f"{challenge}: round trip via --source {source.name}: {len(labels)} case(s) identical "
+                    f"(data, shape, affine, uint8): {'; '.join(labels)}"
+                )
         print("ALL CHECKS PASSED")
     finally:
         if not args.workdir:

@@ -1,11 +1,12 @@
 """Shared test fixtures: isolated nnU-Net folders and a helper to run the real console commands."""
+
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence
 
 import pytest
 
@@ -18,13 +19,14 @@ def command_path(name: str) -> str:
     return str(candidate) if candidate.exists() else name
 
 
-def run_command(args: Sequence[str], env: Optional[Dict[str, str]] = None, timeout: float = 900,
-                check: bool = True) -> subprocess.CompletedProcess:
+def run_command(
+    args: Sequence[str], env: dict[str, str] | None = None, timeout: float = 900, check: bool = True
+) -> subprocess.CompletedProcess:
     """Run a console command (first element resolved with :func:`command_path`), capturing its output.
 
     On failure with ``check`` the assertion message holds the command and the tail of stdout/stderr.
     """
-    argv: List[str] = [command_path(args[0]), *map(str, args[1:])]
+    argv: list[str] = [command_path(args[0]), *map(str, args[1:])]
     proc = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=timeout)
     if check and proc.returncode != 0:
         raise AssertionError(
@@ -35,7 +37,7 @@ def run_command(args: Sequence[str], env: Optional[Dict[str, str]] = None, timeo
 
 
 @pytest.fixture
-def nnunet_env(tmp_path: Path) -> Dict[str, str]:
+def nnunet_env(tmp_path: Path) -> dict[str, str]:
     """Environment for subprocesses with fresh nnUNet_raw / nnUNet_preprocessed / nnUNet_results under tmp_path,
     CPU-friendly settings (no torch.compile, single-process data loading), and the variables also set in this
     process so in-process nnU-Net API calls see the same folders."""
@@ -47,9 +49,16 @@ def nnunet_env(tmp_path: Path) -> Dict[str, str]:
     # nnUNet_n_proc_DA=0 loads training data in the main process; nnUNetv2_plan_and_preprocess needs >= 1 (its
     # planner calls torch.set_num_threads with it), so tests override it for planning. OMP_WAIT_POLICY=PASSIVE
     # keeps 2-thread torch from spinning when the machine is busy.
-    env.update({"nnUNet_compile": "f", "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1",
-                "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "2"), "OMP_WAIT_POLICY": "PASSIVE",
-                "MPLBACKEND": "Agg"})
+    env.update(
+        {
+            "nnUNet_compile": "f",
+            "nnUNet_n_proc_DA": "0",
+            "nnUNet_def_n_proc": "1",
+            "OMP_NUM_THREADS": env.get("OMP_NUM_THREADS", "2"),
+            "OMP_WAIT_POLICY": "PASSIVE",
+            "MPLBACKEND": "Agg",
+        }
+    )
     return env
 
 

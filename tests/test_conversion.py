@@ -3,6 +3,7 @@
 Tiny volumes (32x32x24) written with nibabel at test time; one real `nnUNetv2_plan_and_preprocess
 --verify_dataset_integrity` run on a converted dataset.
 """
+
 from __future__ import annotations
 
 import json
@@ -11,18 +12,17 @@ import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Dict, Optional, Sequence, Tuple
 
 import nibabel as nib
 import numpy as np
 import pytest
-
 from conftest import command_path, run_command
+
 from nnunet_tcup.cli import main as cli_main
 from nnunet_tcup.dataset_conversion import case_io
-from nnunet_tcup.dataset_conversion.brats2023 import (PLAIN_LABELS, REGION_LABELS, REGIONS_CLASS_ORDER,
-                                                      convert_brats2023)
+from nnunet_tcup.dataset_conversion.brats2023 import PLAIN_LABELS, REGION_LABELS, REGIONS_CLASS_ORDER, convert_brats2023
 from nnunet_tcup.dataset_conversion.export import export_predictions
 from nnunet_tcup.io_utils import is_partial_file
 from nnunet_tcup.synthetic import write_dataset
@@ -51,19 +51,24 @@ def tumour_labels(shape: Sequence[int], seed: int) -> np.ndarray:
     return seg
 
 
-def write_case(root: Path, cid: str, shape=SHAPE, seed: int = 0, with_seg: bool = True,
-               affine: Optional[np.ndarray] = None, seg_dtype=np.uint8) -> Path:
+def write_case(
+    root: Path,
+    cid: str,
+    shape=SHAPE,
+    seed: int = 0,
+    with_seg: bool = True,
+    affine: np.ndarray | None = None,
+    seg_dtype=np.uint8,
+) -> Path:
     """A BraTS case folder with int16 images and a seg; returns the folder."""
     affine = brats_affine() if affine is None else affine
     folder = Path(root) / cid
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
     for m in MODALITIES:
-        nib.save(nib.Nifti1Image(rng.integers(0, 1200, shape).astype(np.int16), affine),
-                 folder / f"{cid}-{m}.nii.gz")
+        nib.save(nib.Nifti1Image(rng.integers(0, 1200, shape).astype(np.int16), affine), folder / f"{cid}-{m}.nii.gz")
     if with_seg:
-        nib.save(nib.Nifti1Image(tumour_labels(shape, seed).astype(seg_dtype), affine),
-                 folder / f"{cid}-seg.nii.gz")
+        nib.save(nib.Nifti1Image(tumour_labels(shape, seed).astype(seg_dtype), affine), folder / f"{cid}-seg.nii.gz")
     return folder
 
 
@@ -81,7 +86,7 @@ def partial_files(folder: Path):
     return [p for p in Path(folder).rglob("*") if is_partial_file(p)]
 
 
-def run_cli(argv: Sequence[str], capsys) -> Tuple[int, str, str]:
+def run_cli(argv: Sequence[str], capsys) -> tuple[int, str, str]:
     code = cli_main([str(a) for a in argv])
     out = capsys.readouterr()
     return code, out.out, out.err
@@ -98,14 +103,28 @@ def raw(tmp_path, monkeypatch) -> Path:
 
 
 def convert_args(train: Path, dataset_id: int = 1, *extra) -> list:
-    return ["convert", "--challenge", "GLI", "--dataset-id", dataset_id, "--train", train, "--num-workers", 1,
-            "--no-progress", *extra]
+    return [
+        "convert",
+        "--challenge",
+        "GLI",
+        "--dataset-id",
+        dataset_id,
+        "--train",
+        train,
+        "--num-workers",
+        1,
+        "--no-progress",
+        *extra,
+    ]
 
 
-def file_state(folder: Path) -> Dict[str, Tuple[int, int]]:
+def file_state(folder: Path) -> dict[str, tuple[int, int]]:
     """{relative path: (size, mtime_ns)} of every file below folder."""
-    return {str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
-            for p in sorted(Path(folder).rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(Path(folder).rglob("*"))
+        if p.is_file()
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -117,15 +136,33 @@ def test_convert_regions_passes_nnunet_integrity_check(tmp_path, nnunet_env):
     train, test = tmp_path / "train", tmp_path / "test"
     write_dataset(train, "GLI", 2, seed=3, shape=SHAPE, progress=False)
     write_dataset(test, "GLI", 1, seed=3, shape=SHAPE, with_seg=False, start_index=7, progress=False)
-    proc = run_command(["nnunet_tcup", "convert", "--challenge", "gli", "--dataset-id", "11", "--train", train,
-                        "--test", test, "--num-workers", "2"], env=nnunet_env, timeout=300)
+    proc = run_command(
+        [
+            "nnunet_tcup",
+            "convert",
+            "--challenge",
+            "gli",
+            "--dataset-id",
+            "11",
+            "--train",
+            train,
+            "--test",
+            test,
+            "--num-workers",
+            "2",
+        ],
+        env=nnunet_env,
+        timeout=300,
+    )
     dataset = Path(nnunet_env["nnUNet_raw"]) / "Dataset011_BraTS2023_GLI"
     assert "2 training, 1 test" in proc.stdout
     assert sorted(p.name for p in (dataset / "imagesTr").iterdir()) == [
-        f"{case_id(i)}_{c:04d}.nii.gz" for i in (1, 2) for c in range(4)]
+        f"{case_id(i)}_{c:04d}.nii.gz" for i in (1, 2) for c in range(4)
+    ]
     assert sorted(p.name for p in (dataset / "labelsTr").iterdir()) == [f"{case_id(i)}.nii.gz" for i in (1, 2)]
     assert sorted(p.name for p in (dataset / "imagesTs").iterdir()) == [
-        f"{case_id(7)}_{c:04d}.nii.gz" for c in range(4)]
+        f"{case_id(7)}_{c:04d}.nii.gz" for c in range(4)
+    ]
     for c, m in enumerate(MODALITIES):  # channel order t1n, t1c, t2w, t2f; byte copies
         src = train / case_id(2) / f"{case_id(2)}-{m}.nii.gz"
         assert (dataset / "imagesTr" / f"{case_id(2)}_{c:04d}.nii.gz").read_bytes() == src.read_bytes()
@@ -143,11 +180,28 @@ def test_convert_regions_passes_nnunet_integrity_check(tmp_path, nnunet_env):
 
     # nnUNet_n_proc_DA=0 (the fixture's single-process loader) makes the planner call torch.set_num_threads(0)
     plan_env = dict(nnunet_env, nnUNet_n_proc_DA="1")
-    proc = run_command(["nnUNetv2_plan_and_preprocess", "-d", "11", "--verify_dataset_integrity", "-c", "3d_fullres",
-                        "-np", "1", "-npfp", "1", "--no_pp", "--no_pbar"], env=plan_env, timeout=600)
+    proc = run_command(
+        [
+            "nnUNetv2_plan_and_preprocess",
+            "-d",
+            "11",
+            "--verify_dataset_integrity",
+            "-c",
+            "3d_fullres",
+            "-np",
+            "1",
+            "-npfp",
+            "1",
+            "--no_pp",
+            "--no_pbar",
+        ],
+        env=plan_env,
+        timeout=600,
+    )
     assert "verify_dataset_integrity Done" in proc.stdout
-    plans = json.loads((Path(nnunet_env["nnUNet_preprocessed"]) / "Dataset011_BraTS2023_GLI" /
-                        "nnUNetPlans.json").read_text())
+    plans = json.loads(
+        (Path(nnunet_env["nnUNet_preprocessed"]) / "Dataset011_BraTS2023_GLI" / "nnUNetPlans.json").read_text()
+    )
     assert plans["dataset_name"] == "Dataset011_BraTS2023_GLI"
     assert plans["configurations"]["3d_fullres"]["spacing"] == [1.0, 1.0, 1.0]
 
@@ -174,8 +228,10 @@ def test_classes_mode_dataset_json_and_labels_alias(tmp_path, raw, capsys):
 def test_dataset_of_an_older_labels_mode_counts_as_classes(tmp_path, raw, capsys):
     train = write_cases(tmp_path / "train", [1])
     assert run_cli(convert_args(train, 3, "--mode", "classes"), capsys)[0] == 0
-    for record in (raw / "Dataset003_BraTS2023_GLI" / "dataset.json",
-                   raw / "Dataset003_BraTS2023_GLI" / ".nnunet_tcup" / "conversion.json"):
+    for record in (
+        raw / "Dataset003_BraTS2023_GLI" / "dataset.json",
+        raw / "Dataset003_BraTS2023_GLI" / ".nnunet_tcup" / "conversion.json",
+    ):
         obj = json.loads(record.read_text())
         obj["mode"] = "labels"
         record.write_text(json.dumps(obj))
@@ -186,8 +242,9 @@ def test_dataset_of_an_older_labels_mode_counts_as_classes(tmp_path, raw, capsys
 def test_nnunet_raw_unset_is_a_clear_error(tmp_path):
     train = write_cases(tmp_path / "train", [1])
     env = {k: v for k, v in os.environ.items() if k != "nnUNet_raw"}
-    proc = run_command(["nnunet_tcup", "convert", "--challenge", "GLI", "--dataset-id", "1", "--train", train],
-                       env=env, check=False)
+    proc = run_command(
+        ["nnunet_tcup", "convert", "--challenge", "GLI", "--dataset-id", "1", "--train", train], env=env, check=False
+    )
     assert proc.returncode == 1
     assert "nnUNet_raw is not set" in proc.stderr
 
@@ -196,12 +253,12 @@ def test_nnunet_raw_unset_is_a_clear_error(tmp_path):
 # Bad inputs: non-zero exit, message naming case + file + problem, nothing written
 
 
-def _replace_image(path: Path, data: np.ndarray, affine: Optional[np.ndarray] = None) -> None:
+def _replace_image(path: Path, data: np.ndarray, affine: np.ndarray | None = None) -> None:
     img = nib.load(path)
     nib.save(nib.Nifti1Image(data, img.affine if affine is None else affine), path)
 
 
-def _break(case: Path, kind: str) -> Tuple[Path, str]:
+def _break(case: Path, kind: str) -> tuple[Path, str]:
     """Damage one file of the case folder; return the file and a phrase the error must contain."""
     cid = case.name
     f = {m: case / f"{cid}-{m}.nii.gz" for m in MODALITIES + ("seg",)}
@@ -252,9 +309,23 @@ def _break(case: Path, kind: str) -> Tuple[Path, str]:
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["missing_modality", "missing_seg", "shape", "spacing", "affine", "seg_affine",
-                                  "label_outside", "non_integer_label", "nan_image", "truncated", "garbage",
-                                  "not_3d"])
+@pytest.mark.parametrize(
+    "kind",
+    [
+        "missing_modality",
+        "missing_seg",
+        "shape",
+        "spacing",
+        "affine",
+        "seg_affine",
+        "label_outside",
+        "non_integer_label",
+        "nan_image",
+        "truncated",
+        "garbage",
+        "not_3d",
+    ],
+)
 def test_bad_input_is_refused_before_anything_is_written(tmp_path, raw, capsys, kind):
     train = write_cases(tmp_path / "train", [1, 2, 3])
     bad_file, phrase = _break(train / case_id(2), kind)
@@ -267,8 +338,11 @@ def test_bad_input_is_refused_before_anything_is_written(tmp_path, raw, capsys, 
 def test_bad_input_exit_code_from_console_script(tmp_path, nnunet_env):
     train = write_cases(tmp_path / "train", [1, 2])
     bad_file, phrase = _break(train / case_id(1), "label_outside")
-    proc = run_command(["nnunet_tcup", "convert", "--challenge", "GLI", "--dataset-id", "1", "--train", train,
-                        "--num-workers", "2"], env=nnunet_env, check=False)
+    proc = run_command(
+        ["nnunet_tcup", "convert", "--challenge", "GLI", "--dataset-id", "1", "--train", train, "--num-workers", "2"],
+        env=nnunet_env,
+        check=False,
+    )
     assert proc.returncode == 1
     assert proc.stderr.count("nnunet_tcup convert: error:") == 1 and str(bad_file) in proc.stderr
     assert phrase in proc.stderr and "1 of 2 case(s) failed" in proc.stderr
@@ -311,8 +385,9 @@ def test_other_dataset_with_same_id_is_refused(tmp_path, raw, capsys):
     # the same id for another challenge
     assert run_cli(convert_args(train, 6), capsys)[0] == 0
     men = write_cases(tmp_path / "men", [1], challenge="MEN")
-    code, _, err = run_cli(["convert", "--challenge", "MEN", "--dataset-id", 6, "--train", men, "--no-progress"],
-                           capsys)
+    code, _, err = run_cli(
+        ["convert", "--challenge", "MEN", "--dataset-id", 6, "--train", men, "--no-progress"], capsys
+    )
     assert code == 1 and "Dataset006_BraTS2023_GLI" in err and not (raw / "Dataset006_BraTS2023_MEN").exists()
 
 
@@ -325,7 +400,8 @@ def test_foreign_files_and_foreign_dataset_json_are_refused(tmp_path, raw, capsy
     code, _, err = run_cli(convert_args(train), capsys)
     assert code == 1 and str(foreign) in err and "not outputs of the given cases" in err
     assert foreign.read_bytes() == b"user data" and sorted(p.name for p in (target / "imagesTr").iterdir()) == [
-        foreign.name]
+        foreign.name
+    ]
     foreign.unlink()
     (target / "dataset.json").write_text(json.dumps({"labels": {"background": 0}, "channel_names": {}}))
     code, _, err = run_cli(convert_args(train), capsys)
@@ -429,11 +505,23 @@ def test_interrupted_run_leaves_nothing_taken_for_complete(tmp_path, raw, monkey
 def test_killed_run_resumes_to_the_same_dataset(tmp_path, nnunet_env):
     """SIGKILL a real conversion mid-way (wherever it is), re-run, compare with an uninterrupted conversion."""
     train = write_cases(tmp_path / "train", [1, 2, 3, 4, 5, 6], shape=(64, 64, 48))
-    argv = [command_path("nnunet_tcup"), "convert", "--challenge", "GLI", "--dataset-id", "2", "--train", str(train),
-            "--num-workers", "1", "--no-progress"]
+    argv = [
+        command_path("nnunet_tcup"),
+        "convert",
+        "--challenge",
+        "GLI",
+        "--dataset-id",
+        "2",
+        "--train",
+        str(train),
+        "--num-workers",
+        "1",
+        "--no-progress",
+    ]
     target = Path(nnunet_env["nnUNet_raw"]) / "Dataset002_BraTS2023_GLI"
-    proc = subprocess.Popen(argv, env=nnunet_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            start_new_session=True)
+    proc = subprocess.Popen(
+        argv, env=nnunet_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True
+    )
     first_manifest = target / ".nnunet_tcup" / "cases" / f"{case_id(1)}.json"
     deadline = time.time() + 120
     while time.time() < deadline and not first_manifest.exists() and proc.poll() is None:
@@ -488,8 +576,21 @@ def test_round_trip_convert_then_export_gives_the_original_seg(tmp_path, raw, ca
             np.testing.assert_array_equal(exported.affine, original.affine)
             np.testing.assert_array_equal(np.asanyarray(exported.dataobj), original.get_fdata())
     # re-export: identical files are left alone
-    code, stdout, _ = run_cli(["export", preds, tmp_path / "out_train", "--challenge", "GLI", "--source", train,
-                               "--num-workers", 1, "--no-progress"], capsys)
+    code, stdout, _ = run_cli(
+        [
+            "export",
+            preds,
+            tmp_path / "out_train",
+            "--challenge",
+            "GLI",
+            "--source",
+            train,
+            "--num-workers",
+            1,
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0 and "0 submission file(s) written, 2 already identical" in stdout
 
 
@@ -509,8 +610,21 @@ def test_export_of_prediction_written_by_nnunet_simpleitk(tmp_path, raw, capsys)
     preds = tmp_path / "preds"
     preds.mkdir()
     io.write_seg(seg_zyx, str(preds / f"{case_id(5)}.nii.gz"), props)
-    code, _, err = run_cli(["export", preds, tmp_path / "out", "--challenge", "GLI", "--source", test,
-                            "--num-workers", 1, "--no-progress"], capsys)
+    code, _, err = run_cli(
+        [
+            "export",
+            preds,
+            tmp_path / "out",
+            "--challenge",
+            "GLI",
+            "--source",
+            test,
+            "--num-workers",
+            1,
+            "--no-progress",
+        ],
+        capsys,
+    )
     assert code == 0, err
     exported = nib.load(tmp_path / "out" / f"{case_id(5)}.nii.gz")
     source_affine = nib.load(test / case_id(5) / f"{case_id(5)}-t1n.nii.gz").affine  # as stored (float32 header)
@@ -519,7 +633,7 @@ def test_export_of_prediction_written_by_nnunet_simpleitk(tmp_path, raw, capsys)
     np.testing.assert_array_equal(np.asanyarray(exported.dataobj), tumour_labels(SHAPE, 5))
 
 
-def _export_error(tmp_path, capsys, preds: Path, source: Optional[Path], *extra) -> str:
+def _export_error(tmp_path, capsys, preds: Path, source: Path | None, *extra) -> str:
     out = tmp_path / "out"
     args = ["export", preds, out, "--challenge", "GLI", "--num-workers", 1, "--no-progress", *extra]
     code, _, err = run_cli(args + (["--source", source] if source else []), capsys)
@@ -587,13 +701,19 @@ def test_export_errors(tmp_path, capsys):
     assert str(wrong) in err and "case of challenge PED" in err
     wrong.unlink()
 
-    (preds / "dataset.json").write_text(json.dumps({  # BraTS 2021-style remapped labels: would give wrong labels
-        "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
-        "regions_class_order": [1, 2, 3]}))
+    (preds / "dataset.json").write_text(
+        json.dumps(
+            {  # BraTS 2021-style remapped labels: would give wrong labels
+                "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [2, 3], "enhancing tumor": [3]},
+                "regions_class_order": [1, 2, 3],
+            }
+        )
+    )
     err = _export_error(tmp_path, capsys, preds, source)
     assert str(preds / "dataset.json") in err and "do not paint BraTS 2023 labels" in err
-    (preds / "dataset.json").write_text(json.dumps({"labels": REGION_LABELS,
-                                                    "regions_class_order": REGIONS_CLASS_ORDER}))
+    (preds / "dataset.json").write_text(
+        json.dumps({"labels": REGION_LABELS, "regions_class_order": REGIONS_CLASS_ORDER})
+    )
 
     out = tmp_path / "out"
     out.mkdir()
@@ -604,8 +724,9 @@ def test_export_errors(tmp_path, capsys):
     assert f"{source}: 1 source case(s) have no prediction in {preds}: {case_id(2)}; nothing was written" in err
     err = _export_error_keep(tmp_path, capsys, preds, source, "--allow-missing")
     assert str(existing) in err and "not overwriting it" in err and existing.read_bytes() == before
-    summary = export_predictions(preds, out, "GLI", source=source, num_workers=1, overwrite=True, progress=False,
-                                 allow_missing=True)
+    summary = export_predictions(
+        preds, out, "GLI", source=source, num_workers=1, overwrite=True, progress=False, allow_missing=True
+    )
     assert summary.written == [case_id(1)] and summary.missing == [case_id(2)]
     np.testing.assert_array_equal(np.asanyarray(nib.load(existing).dataobj), tumour_labels(SHAPE, 1))
     assert partial_files(tmp_path) == []
@@ -614,16 +735,30 @@ def test_export_errors(tmp_path, capsys):
 def _export_error_keep(tmp_path, capsys, preds, source, *extra) -> str:
     out = tmp_path / "out"
     before = sorted(p.name for p in out.iterdir())
-    code, _, err = run_cli(["export", preds, out, "--challenge", "GLI", "--source", source, "--num-workers", 1,
-                            "--no-progress", *extra], capsys)
+    code, _, err = run_cli(
+        ["export", preds, out, "--challenge", "GLI", "--source", source, "--num-workers", 1, "--no-progress", *extra],
+        capsys,
+    )
     assert code == 1 and sorted(p.name for p in out.iterdir()) == before
     return err
 
 
 def test_help_documents_every_option(capsys):
-    for sub, options in (("convert", ["--challenge", "--dataset-id", "--train", "--test", "--mode", "--num-workers",
-                                      "0000 = t1n, 0001 = t1c, 0002 = t2w, 0003 = t2f"]),
-                         ("export", ["PRED_DIR", "OUT_DIR", "--challenge", "--source", "--overwrite"])):
+    for sub, options in (
+        (
+            "convert",
+            [
+                "--challenge",
+                "--dataset-id",
+                "--train",
+                "--test",
+                "--mode",
+                "--num-workers",
+                "0000 = t1n, 0001 = t1c, 0002 = t2w, 0003 = t2f",
+            ],
+        ),
+        ("export", ["PRED_DIR", "OUT_DIR", "--challenge", "--source", "--overwrite"]),
+    ):
         with pytest.raises(SystemExit) as exit_info:
             cli_main([sub, "-h"])
         assert exit_info.value.code == 0

@@ -1,4 +1,5 @@
 """The fused ConvLSTM (default) against the references: values, gradients, autocast, ATen calls, validation."""
+
 from __future__ import annotations
 
 import pytest
@@ -29,18 +30,29 @@ def _layers(cin: int, hidden: int, dtype: torch.dtype, steps_per_chunk: int | No
     return layers
 
 
-def _run(layer: ConvLSTM2d, x: torch.Tensor, c0: torch.Tensor | None, loss_kind: str, w_h: torch.Tensor,
-         w_c: torch.Tensor) -> list[torch.Tensor | None]:
+def _run(
+    layer: ConvLSTM2d, x: torch.Tensor, c0: torch.Tensor | None, loss_kind: str, w_h: torch.Tensor, w_c: torch.Tensor
+) -> list[torch.Tensor | None]:
     """Outputs and every gradient of one forward + backward."""
     layer.zero_grad(set_to_none=True)
     xx = x.clone().requires_grad_(True)
     cc = None if c0 is None else c0.clone().requires_grad_(True)
     h, c = layer(xx, cc)
-    losses = {"h": (h * w_h).sum(), "c": (c * w_c).sum(), "both": (h * w_h).sum() + (c * w_c).sum(),
-              "h_sum": h.sum()}  # h_sum: an expanded (stride 0) output gradient
+    losses = {
+        "h": (h * w_h).sum(),
+        "c": (c * w_c).sum(),
+        "both": (h * w_h).sum() + (c * w_c).sum(),
+        "h_sum": h.sum(),
+    }  # h_sum: an expanded (stride 0) output gradient
     losses[loss_kind].backward()
-    return [h.detach(), c.detach(), xx.grad, None if cc is None else cc.grad, layer.conv.weight.grad,
-            layer.conv.bias.grad]
+    return [
+        h.detach(),
+        c.detach(),
+        xx.grad,
+        None if cc is None else cc.grad,
+        layer.conv.weight.grad,
+        layer.conv.bias.grad,
+    ]
 
 
 @pytest.mark.parametrize("steps_per_chunk", [None, 1, 2, 3])
@@ -147,6 +159,7 @@ def _aten_calls(layer: ConvLSTM2d, x: torch.Tensor) -> int:
     def step() -> None:
         h, _ = layer(x)
         h.sum().backward()
+
     step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
@@ -157,8 +170,9 @@ def test_fused_issues_at_most_half_the_aten_calls_of_fast():
     """A count, not a timing: re-introducing per-step selects, casts or temporaries fails this."""
     torch.manual_seed(5)
     x = torch.randn(24, 2, 4, 6, 6, requires_grad=True)
-    counts = {impl: _aten_calls(ConvLSTM2d(4, 8, implementation=impl, steps_per_chunk=24), x)
-              for impl in ("fused", "fast")}
+    counts = {
+        impl: _aten_calls(ConvLSTM2d(4, 8, implementation=impl, steps_per_chunk=24), x) for impl in ("fused", "fast")
+    }
     assert counts["fused"] * 2 <= counts["fast"], counts
     assert counts["fused"] / 24 <= 56, counts  # per step, forward + backward, hidden conv included (51 today)
 
@@ -208,17 +222,22 @@ def test_fused_training_step_has_no_host_sync_on_cuda():
         torch.cuda.set_sync_debug_mode("default")
 
 
-@pytest.mark.parametrize("build, message", [
-    (lambda: ConvLSTM2d(3, True), "ConvLSTM2d: hidden_channels must be a positive int, got True"),
-    (lambda: ConvLSTM2d(3, 4, kernel_size=4), "ConvLSTM2d: kernel_size must be odd"),
-    (lambda: ConvLSTM2d(3, 4, steps_per_chunk=0), "ConvLSTM2d: steps_per_chunk must be a positive int, got 0"),
-    (lambda: ConvLSTMCell(0, 4), "ConvLSTMCell: input_channels must be a positive int, got 0"),
-    (lambda: TCuPGenerator(4, 3, "16"), "TCuPGenerator: hidden_channels must be a sequence of positive ints"),
-    (lambda: TCuPGenerator(4, 3, convlstm_implementation="cudnn"),
-     "TCuPGenerator: convlstm_implementation must be one of ('fused', 'fast', 'per_slice'), got 'cudnn'"),
-    (lambda: PatchDiscriminator3D(7, features=(16, 0)), "PatchDiscriminator3D: features must be positive ints"),
-    (lambda: PatchDiscriminator3D(7, dropout=True), "PatchDiscriminator3D: dropout must be a probability"),
-])
+@pytest.mark.parametrize(
+    "build, message",
+    [
+        (lambda: ConvLSTM2d(3, True), "ConvLSTM2d: hidden_channels must be a positive int, got True"),
+        (lambda: ConvLSTM2d(3, 4, kernel_size=4), "ConvLSTM2d: kernel_size must be odd"),
+        (lambda: ConvLSTM2d(3, 4, steps_per_chunk=0), "ConvLSTM2d: steps_per_chunk must be a positive int, got 0"),
+        (lambda: ConvLSTMCell(0, 4), "ConvLSTMCell: input_channels must be a positive int, got 0"),
+        (lambda: TCuPGenerator(4, 3, "16"), "TCuPGenerator: hidden_channels must be a sequence of positive ints"),
+        (
+            lambda: TCuPGenerator(4, 3, convlstm_implementation="cudnn"),
+            "TCuPGenerator: convlstm_implementation must be one of ('fused', 'fast', 'per_slice'), got 'cudnn'",
+        ),
+        (lambda: PatchDiscriminator3D(7, features=(16, 0)), "PatchDiscriminator3D: features must be positive ints"),
+        (lambda: PatchDiscriminator3D(7, dropout=True), "PatchDiscriminator3D: dropout must be a probability"),
+    ],
+)
 def test_one_validator_names_the_class_argument_and_value(build, message):
     with pytest.raises(ValueError) as info:
         build()

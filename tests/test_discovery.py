@@ -6,6 +6,7 @@
 chain never sets ``nnUNet_extTrainer``. The user's-own-folder check uses nnU-Net's own lookup function
 (``recursive_find_trainer_class_by_name``, what ``nnUNetv2_train`` and the predictor call), in one process.
 """
+
 from __future__ import annotations
 
 import json
@@ -13,28 +14,34 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Dict, List
 
 import nnunetv2
-
 from conftest import run_command
 from test_trainer_support import with_user_trainer_folder, write_user_trainers
-
 
 
 def _installed_package_dir() -> Path:
     """Folder of the *installed* nnunet_tcup, as a fresh interpreter outside the checkout sees it (pytest run from
     the repository root imports the source tree instead, which differs from site-packages for a normal install)."""
-    proc = subprocess.run([sys.executable, "-c", "import nnunet_tcup, os; print(os.path.dirname(nnunet_tcup.__file__))"],
-                          cwd="/", capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(
+        [sys.executable, "-c", "import nnunet_tcup, os; print(os.path.dirname(nnunet_tcup.__file__))"],
+        cwd="/",
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert proc.returncode == 0, proc.stderr[-2000:]
     return Path(proc.stdout.strip().splitlines()[-1])
 
 
 SHIM_DIR = _installed_package_dir() / "trainers" / "nnunet_ext"
 NNUNET_DIR = Path(nnunetv2.__file__).resolve().parent
-OUR_TRAINERS = ("nnUNetTrainerTCuPGAN", "nnUNetTrainerTCuPGAN_finetune", "nnUNetTrainerTCuPGAN_tiny",
-                "nnUNetTrainerTCuPGAN_5epochs")
+OUR_TRAINERS = (
+    "nnUNetTrainerTCuPGAN",
+    "nnUNetTrainerTCuPGAN_finetune",
+    "nnUNetTrainerTCuPGAN_tiny",
+    "nnUNetTrainerTCuPGAN_5epochs",
+)
 
 USER_TRAINER_SOURCE = '''
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -45,7 +52,7 @@ class nnUNetTrainerUsersOwnForDiscoveryTest(nnUNetTrainer):
 '''
 
 
-def _minimal_env(tmp_path: Path) -> Dict[str, str]:
+def _minimal_env(tmp_path: Path) -> dict[str, str]:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         folder = tmp_path / key
@@ -54,15 +61,17 @@ def _minimal_env(tmp_path: Path) -> Dict[str, str]:
     return env
 
 
-def _nnunet_listing() -> List[str]:
+def _nnunet_listing() -> list[str]:
     """Files of the installed nnunetv2 package (bytecode caches excluded: Python writes those on any import)."""
-    return sorted(str(p.relative_to(NNUNET_DIR)) for p in NNUNET_DIR.rglob("*")
-                  if "__pycache__" not in p.parts and not p.name.endswith(".pyc"))
+    return sorted(
+        str(p.relative_to(NNUNET_DIR))
+        for p in NNUNET_DIR.rglob("*")
+        if "__pycache__" not in p.parts and not p.name.endswith(".pyc")
+    )
 
 
-def _python(code: str, env: Dict[str, str], cwd: Path) -> str:
-    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True,
-                          timeout=300)
+def _python(code: str, env: dict[str, str], cwd: Path) -> str:
+    proc = subprocess.run([sys.executable, "-c", code], env=env, cwd=cwd, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return proc.stdout
 
@@ -70,8 +79,12 @@ def _python(code: str, env: Dict[str, str], cwd: Path) -> str:
 def test_nnunetv2_train_finds_trainer_from_fresh_shell(tmp_path: Path) -> None:
     env = _minimal_env(tmp_path)
     before = _nnunet_listing()
-    proc = run_command(["nnUNetv2_train", "998", "3d_fullres", "0", "-tr", "nnUNetTrainerTCuPGAN", "-device", "cpu"],
-                       env=env, timeout=600, check=False)
+    proc = run_command(
+        ["nnUNetv2_train", "998", "3d_fullres", "0", "-tr", "nnUNetTrainerTCuPGAN", "-device", "cpu"],
+        env=env,
+        timeout=600,
+        check=False,
+    )
     output = proc.stdout + proc.stderr
     assert f"Using trainer 'nnUNetTrainerTCuPGAN' from: {SHIM_DIR}" in output, output[-3000:]
     assert "Could not find requested nnunet trainer" not in output
@@ -82,8 +95,9 @@ def test_nnunetv2_train_finds_trainer_from_fresh_shell(tmp_path: Path) -> None:
 
 def test_users_own_entries_kept_and_all_variants_found_outside_nnunetv2(tmp_path: Path) -> None:
     """With a user's own nnUNet_extTrainer folders: their trainer and all of ours are found (nnU-Net's lookup)."""
-    user_folder = write_user_trainers(tmp_path / "my_trainers", "users_own_trainers_for_discovery_test",
-                                      USER_TRAINER_SOURCE)
+    user_folder = write_user_trainers(
+        tmp_path / "my_trainers", "users_own_trainers_for_discovery_test", USER_TRAINER_SOURCE
+    )
     other = tmp_path / "another_user_folder"
     other.mkdir()
     env = with_user_trainer_folder(_minimal_env(tmp_path), [user_folder, other])
@@ -118,7 +132,9 @@ def test_installed_files_stay_out_of_nnunetv2(tmp_path: Path) -> None:
         "d = [d for d in m.distributions() if d.metadata['Name'] == 'nnunet_tcup' and d.read_text('RECORD')][0]\n"
         "print(json.dumps([str(d.locate_file(f).resolve()) for f in d.files]))\n"
     )
-    files = [Path(p) for p in json.loads(_python(code, {"PATH": os.environ.get("PATH", "")}, tmp_path)
-                                         .strip().splitlines()[-1])]
+    files = [
+        Path(p)
+        for p in json.loads(_python(code, {"PATH": os.environ.get("PATH", "")}, tmp_path).strip().splitlines()[-1])
+    ]
     assert any(f.name == "nnunet_tcup_trainers.pth" for f in files), files
     assert not any(f.is_relative_to(NNUNET_DIR) for f in files)

@@ -3,9 +3,8 @@ real headless Chromium (Debian package ``chromium``), checking that every image 
 
 from __future__ import annotations
 
-import os
-
 import csv
+import os
 import re
 import shutil
 import subprocess

@@ -1,4 +1,5 @@
 """Tests of the synthetic BraTS 2023-like generator and the ``nnunet_tcup synth`` command."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,16 +12,17 @@ from scipy import ndimage
 
 from nnunet_tcup import cli
 from nnunet_tcup.challenges import CHALLENGES, MODALITIES
-from nnunet_tcup.synthetic import anatomy as anatomy_module
-from nnunet_tcup.synthetic import brats_like, geometry
 from nnunet_tcup.synthetic import (
     SyntheticCase,
     brats_affine,
+    brats_like,
     case_seed,
+    geometry,
     synthesize_case,
     write_case,
     write_dataset,
 )
+from nnunet_tcup.synthetic import anatomy as anatomy_module
 from nnunet_tcup.synthetic.tumour import Lesion, TumourPlan, mass_effect, render_tumour
 
 SMALL = (48, 48, 32)
@@ -47,11 +49,11 @@ def _best_threshold_dice(values: np.ndarray, target: np.ndarray) -> float:
 
 # ------------------------------------------------------------------------------------------------ command line
 
+
 @pytest.mark.slow
 def test_cli_writes_brats_case_folders_and_resumes(tmp_path, capsys):
     out = tmp_path / "synth"
-    run_command(["nnunet_tcup", "synth", out, "--challenge", "gli", "--cases", "2", "--shape", *SMALL,
-                 "--seed", "3"])
+    run_command(["nnunet_tcup", "synth", out, "--challenge", "gli", "--cases", "2", "--shape", *SMALL, "--seed", "3"])
     cases = sorted(p.name for p in out.iterdir())
     assert cases == ["BraTS-GLI-00001-000", "BraTS-GLI-00002-000"]
     expected_affine = brats_affine(SMALL)
@@ -77,8 +79,10 @@ def test_cli_writes_brats_case_folders_and_resumes(tmp_path, capsys):
     stamp = first.stat().st_mtime_ns
     (out / cases[0] / f".{cases[0]}-t2f.partial-999.nii.gz").write_bytes(b"stale")
     # (the follow-up runs go through the same entry point in-process, to keep the test fast)
-    assert cli.main(["synth", str(out), "--challenge", "GLI", "--cases", "3", "--shape", *map(str, SMALL),
-                     "--seed", "3"]) == 0
+    assert (
+        cli.main(["synth", str(out), "--challenge", "GLI", "--cases", "3", "--shape", *map(str, SMALL), "--seed", "3"])
+        == 0
+    )
     assert first.stat().st_mtime_ns == stamp
     assert (out / "BraTS-GLI-00003-000" / "BraTS-GLI-00003-000-seg.nii.gz").is_file()
     assert not any(p.name.startswith(".") for p in (out / cases[0]).iterdir()), "stale partial not removed"
@@ -86,8 +90,10 @@ def test_cli_writes_brats_case_folders_and_resumes(tmp_path, capsys):
     # a different seed would overwrite case 1 with other content: refused, naming the file, nothing written
     before = {p: p.stat().st_mtime_ns for p in out.rglob("*")}
     capsys.readouterr()
-    assert cli.main(["synth", str(out), "--challenge", "GLI", "--cases", "1", "--shape", *map(str, SMALL),
-                     "--seed", "4"]) == 1
+    assert (
+        cli.main(["synth", str(out), "--challenge", "GLI", "--cases", "1", "--shape", *map(str, SMALL), "--seed", "4"])
+        == 1
+    )
     err = capsys.readouterr().err
     assert "BraTS-GLI-00001-000-t1n.nii.gz" in err and "different content" in err
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*")} == before
@@ -95,8 +101,26 @@ def test_cli_writes_brats_case_folders_and_resumes(tmp_path, capsys):
 
 def test_cli_no_seg_and_start_index_match_api(tmp_path):
     out = tmp_path / "val"
-    assert cli.main(["synth", str(out), "--challenge", "PED", "--cases", "1", "--shape", *map(str, SMALL),
-                     "--seed", "5", "--start-index", "7", "--no-seg"]) == 0
+    assert (
+        cli.main(
+            [
+                "synth",
+                str(out),
+                "--challenge",
+                "PED",
+                "--cases",
+                "1",
+                "--shape",
+                *map(str, SMALL),
+                "--seed",
+                "5",
+                "--start-index",
+                "7",
+                "--no-seg",
+            ]
+        )
+        == 0
+    )
     case = out / "BraTS-PED-00007-000"
     assert sorted(p.name for p in case.iterdir()) == sorted(f"{case.name}-{m}.nii.gz" for m in MODALITIES)
     reference = synthesize_case("PED", SMALL, seed=case_seed(5, 7))
@@ -109,15 +133,31 @@ def test_help_documents_every_option(capsys):
         cli.main(["synth", "-h"])
     assert exc.value.code == 0
     text = capsys.readouterr().out
-    for option in ("OUT", "--challenge", "--cases", "--seed", "--shape", "--no-seg", "--start-index",
-                   "--num-workers", "--anatomy", "GLI", "MEN", "PED", "SSA"):
+    for option in (
+        "OUT",
+        "--challenge",
+        "--cases",
+        "--seed",
+        "--shape",
+        "--no-seg",
+        "--start-index",
+        "--num-workers",
+        "--anatomy",
+        "GLI",
+        "MEN",
+        "PED",
+        "SSA",
+    ):
         assert option in text, option
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--challenge", "XYZ", "--cases", "1"], "unknown challenge 'XYZ'"),
-    (["--challenge", "GLI", "--cases", "1", "--shape", "8", "64", "64"], "between 16 and 1024"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--challenge", "XYZ", "--cases", "1"], "unknown challenge 'XYZ'"),
+        (["--challenge", "GLI", "--cases", "1", "--shape", "8", "64", "64"], "between 16 and 1024"),
+    ],
+)
 def test_cli_bad_values_give_clear_errors(tmp_path, capsys, argv, message):
     assert cli.main(["synth", str(tmp_path / "o"), *argv]) == 1
     err = capsys.readouterr().err
@@ -125,12 +165,15 @@ def test_cli_bad_values_give_clear_errors(tmp_path, capsys, argv, message):
     assert not (tmp_path / "o").exists() or not any((tmp_path / "o").iterdir())
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["--challenge", "GLI", "--cases", "0"], "expected a positive integer"),
-    (["--challenge", "GLI", "--cases", "-2"], "expected a positive integer"),
-    (["--challenge", "GLI", "--cases", "1", "--shape", "64", "64"], "--shape"),
-    (["--challenge", "GLI", "--cases", "1", "--seed", "x"], "non-negative integer"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["--challenge", "GLI", "--cases", "0"], "expected a positive integer"),
+        (["--challenge", "GLI", "--cases", "-2"], "expected a positive integer"),
+        (["--challenge", "GLI", "--cases", "1", "--shape", "64", "64"], "--shape"),
+        (["--challenge", "GLI", "--cases", "1", "--seed", "x"], "non-negative integer"),
+    ],
+)
 def test_cli_bad_arguments_are_rejected_by_the_parser(tmp_path, capsys, argv, message):
     with pytest.raises(SystemExit) as exc:
         cli.main(["synth", str(tmp_path / "o"), *argv])
@@ -139,6 +182,7 @@ def test_cli_bad_arguments_are_rejected_by_the_parser(tmp_path, capsys, argv, me
 
 
 # ---------------------------------------------------------------------------------------------------- API
+
 
 def test_api_is_deterministic_and_seed_dependent():
     a = synthesize_case("GLI", SMALL, seed=11)
@@ -229,8 +273,9 @@ def test_best_single_threshold_does_not_separate_tumour():
         case = synthesize_case(challenge, (96, 96, 64), seed=seed)
         brain = case.images["t1n"] > 0
         wt = case.seg[brain] > 0
-        per_case[(challenge, seed)] = {m: _best_threshold_dice(case.images[m][brain].astype(float), wt)
-                                       for m in MODALITIES}
+        per_case[(challenge, seed)] = {
+            m: _best_threshold_dice(case.images[m][brain].astype(float), wt) for m in MODALITIES
+        }
     best = {k: max(v.values()) for k, v in per_case.items()}
     print("best single-threshold WT Dice per case:", {k: round(v, 3) for k, v in best.items()})
     assert max(best.values()) < 0.9, per_case
@@ -241,14 +286,26 @@ def test_best_single_threshold_does_not_separate_tumour():
 def test_edema_spreads_along_white_matter():
     shape = (40, 40, 40)
     step = np.ones(3)
-    axes = tuple((np.arange(40, dtype=np.float32) - 20).reshape([-1 if k == i else 1 for k in range(3)])
-                 for i in range(3))
+    axes = tuple(
+        (np.arange(40, dtype=np.float32) - 20).reshape([-1 if k == i else 1 for k in range(3)]) for i in range(3)
+    )
     wm = np.zeros(shape, np.float32)
     wm[:20] = 1.0  # white matter on the low-x side, grey matter on the other
-    tissue = {"wm": wm, "gm": 1.0 - wm, "csf": np.zeros(shape, np.float32), "mask": np.ones(shape, np.float32),
-              "deep": np.ones(shape, np.float32)}
-    lesion = Lesion(centre_mm=np.zeros(3), radii_mm=np.full(3, 6.0), rotation=np.eye(3), necrosis_fraction=0.5,
-                    edema_mm=10.0, lobulation=0.0)
+    tissue = {
+        "wm": wm,
+        "gm": 1.0 - wm,
+        "csf": np.zeros(shape, np.float32),
+        "mask": np.ones(shape, np.float32),
+        "deep": np.ones(shape, np.float32),
+    }
+    lesion = Lesion(
+        centre_mm=np.zeros(3),
+        radii_mm=np.full(3, 6.0),
+        rotation=np.eye(3),
+        necrosis_fraction=0.5,
+        edema_mm=10.0,
+        lobulation=0.0,
+    )
     plan = TumourPlan(main=lesion, satellites=(), mass_effect=0.0, mass_effect_length_mm=7.0)
     maps = render_tumour(plan, axes, step, tissue, np.random.default_rng(0))
     edema = maps.labels == 2
@@ -264,9 +321,11 @@ def test_edema_spreads_along_white_matter():
 
 def test_analytic_fallback_when_template_absent(monkeypatch):
     real_find_spec = anatomy_module.importlib.util.find_spec
-    monkeypatch.setattr(anatomy_module.importlib.util, "find_spec",
-                        lambda name, *args, **kwargs: None if name == "nilearn" else real_find_spec(name, *args,
-                                                                                                    **kwargs))
+    monkeypatch.setattr(
+        anatomy_module.importlib.util,
+        "find_spec",
+        lambda name, *args, **kwargs: None if name == "nilearn" else real_find_spec(name, *args, **kwargs),
+    )
     assert anatomy_module.find_mni_template_files() is None
     assert anatomy_module.resolve_anatomy_source("auto") == "analytic"
     with pytest.raises(FileNotFoundError, match="MNI152"):

@@ -5,6 +5,7 @@ Modules: :mod:`.convlstm` (the ConvLSTM layer and its three interchangeable impl
 :mod:`.discriminator`, :mod:`.cuda_graphs` (graph replay at inference), :mod:`._validation` (the one place where
 constructor arguments are checked).
 """
+
 from __future__ import annotations
 
 from .convlstm import (

@@ -3,6 +3,7 @@
 Same contract as :class:`~nnunet_tcup.network_architecture._fused_recurrence.FusedRecurrence` but in the stored
 gate order (i, f, o, g), with per-step views, casts and temporaries (about 3x the ATen calls per slice).
 """
+
 from __future__ import annotations
 
 import torch
@@ -21,8 +22,7 @@ class FastRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gates_x: Tensor, w_h: Tensor, h0: Tensor | None, c0: Tensor | None,
-                padding: int):
+    def forward(ctx, gates_x: Tensor, w_h: Tensor, h0: Tensor | None, c0: Tensor | None, padding: int):
         steps, batch, four_hidden, height, width = gates_x.shape
         hidden = four_hidden // 4
         dtype = gates_x.dtype
@@ -40,7 +40,7 @@ class FastRecurrence(torch.autograd.Function):
                     pre += gates_x[t]
                 act = acts[t]
                 torch.sigmoid(pre[:, : 3 * hidden], out=act[:, : 3 * hidden])
-                torch.tanh(pre[:, 3 * hidden:], out=act[:, 3 * hidden:])
+                torch.tanh(pre[:, 3 * hidden :], out=act[:, 3 * hidden :])
                 i, f, o, g = act.split(hidden, dim=1)
                 if c is None:
                     torch.mul(i.float(), g.float(), out=cells[t])
@@ -94,14 +94,24 @@ class FastRecurrence(torch.autograd.Function):
                     torch.mul(dc, c_prev, out=d_f)
                 torch.mul(dc, i, out=d_g)
                 deriv = torch.addcmul(act, act, act, value=-1.0)  # s * (1 - s) for i, f, o
-                torch.addcmul(one, g, g, value=-1.0, out=deriv[:, 3 * hidden:])  # 1 - tanh^2 for g
+                torch.addcmul(one, g, g, value=-1.0, out=deriv[:, 3 * hidden :])  # 1 - tanh^2 for g
                 dg.mul_(deriv)
                 dc = dc * f
                 h_prev = h_seq[t - 1] if t > 0 else h0
                 if h_prev is not None:  # gradient to h_{t-1}: the data-gradient of the hidden conv
                     dh_rec = torch.ops.aten.convolution_backward(
-                        dg, h_prev, w_h, None, [1, 1], [padding, padding], [1, 1], False, [0, 0], 1,
-                        [True, False, False])[0].float()
+                        dg,
+                        h_prev,
+                        w_h,
+                        None,
+                        [1, 1],
+                        [padding, padding],
+                        [1, 1],
+                        False,
+                        [0, 0],
+                        1,
+                        [True, False, False],
+                    )[0].float()
         grad_w = grad_h0 = None
         if ctx.needs_input_grad[1]:
             if h0 is None and steps == 1:
@@ -110,8 +120,18 @@ class FastRecurrence(torch.autograd.Function):
                 prev = h_seq[:-1] if h0 is None else torch.cat([h0.unsqueeze(0), h_seq[:-1]])
                 outs = grad_gates[1:] if h0 is None else grad_gates
                 grad_w = torch.ops.aten.convolution_backward(
-                    outs.flatten(0, 1), prev.flatten(0, 1), w_h, None, [1, 1], [padding, padding],
-                    [1, 1], False, [0, 0], 1, [False, True, False])[1]
+                    outs.flatten(0, 1),
+                    prev.flatten(0, 1),
+                    w_h,
+                    None,
+                    [1, 1],
+                    [padding, padding],
+                    [1, 1],
+                    False,
+                    [0, 0],
+                    1,
+                    [False, True, False],
+                )[1]
         if h0 is not None and dh_rec is not None and ctx.needs_input_grad[2]:
             grad_h0 = dh_rec.to(h0.dtype)
         grad_c0 = dc if (c0 is not None and ctx.needs_input_grad[3]) else None

@@ -17,6 +17,7 @@ Everything that does not depend on the recurrence (activation derivatives, ``tan
 Under autocast the gates (and ``h``) stay in the autocast dtype, the cell state ``c`` and its gradient in float32.
 The saved tensors are never modified, so ``backward(retain_graph=True)`` twice gives the same gradients.
 """
+
 from __future__ import annotations
 
 import torch
@@ -30,7 +31,7 @@ def to_internal_order(weight: Tensor, bias: Tensor | None) -> tuple[Tensor, Tens
     hidden = weight.shape[0] // 4
 
     def reorder(t: Tensor) -> Tensor:
-        return torch.cat([t[k * hidden: (k + 1) * hidden] for k in INTERNAL_ORDER])
+        return torch.cat([t[k * hidden : (k + 1) * hidden] for k in INTERNAL_ORDER])
 
     return reorder(weight), None if bias is None else reorder(bias)
 
@@ -42,8 +43,9 @@ def _hidden_conv(h: Tensor, weight: Tensor, padding: int) -> Tensor:
 
 def _hidden_conv_input_grad(grad: Tensor, h: Tensor, weight: Tensor, padding: int) -> Tensor:
     """Gradient w.r.t. ``h`` of :func:`_hidden_conv`: ``(B, 4h, H, W) -> (B, h, H, W)``."""
-    return torch.ops.aten.convolution_backward(grad, h, weight, None, [1, 1], [padding, padding], [1, 1], False,
-                                               [0, 0], 1, [True, False, False])[0]
+    return torch.ops.aten.convolution_backward(
+        grad, h, weight, None, [1, 1], [padding, padding], [1, 1], False, [0, 0], 1, [True, False, False]
+    )[0]
 
 
 def steps_of(t: Tensor) -> list[Tensor]:
@@ -64,8 +66,9 @@ class FusedRecurrence(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, gates_x: Tensor, w_h: Tensor, h0: Tensor | None, c0: Tensor | None,
-                padding: int) -> tuple[Tensor, Tensor]:
+    def forward(
+        ctx, gates_x: Tensor, w_h: Tensor, h0: Tensor | None, c0: Tensor | None, padding: int
+    ) -> tuple[Tensor, Tensor]:
         steps, batch, four_hidden, height, width = gates_x.shape
         hidden = four_hidden // 4
         device, dtype = gates_x.device, gates_x.dtype
@@ -76,7 +79,7 @@ class FusedRecurrence(torch.autograd.Function):
         tanh_c = torch.empty(batch, hidden, height, width, dtype=state_dtype, device=device)
         blocks = acts.view(steps, batch, 4, hidden, height, width)
         pre_t = steps_of(acts)
-        sig_t, tanh_t = steps_of(acts[:, :, : 3 * hidden]), steps_of(acts[:, :, 3 * hidden:])
+        sig_t, tanh_t = steps_of(acts[:, :, : 3 * hidden]), steps_of(acts[:, :, 3 * hidden :])
         o_t, i_t, f_t = (steps_of(blocks[:, :, k]) for k in range(3))
         g_t = tanh_t  # the g block is the tanh slice
         c_t, h_t = steps_of(cells), steps_of(h_seq)
@@ -140,8 +143,7 @@ class FusedRecurrence(torch.autograd.Function):
         return grads, grad_w, grad_h0, grad_c0, None
 
 
-def _hidden_gradient(gh_t: list[Tensor] | None, t: int, dh_rec: Tensor | None,
-                     out: Tensor | None) -> Tensor | None:
+def _hidden_gradient(gh_t: list[Tensor] | None, t: int, dh_rec: Tensor | None, out: Tensor | None) -> Tensor | None:
     """dL/dh_t = the output gradient at step t + the gradient through the next step's hidden conv."""
     if gh_t is None:
         return dh_rec
@@ -176,7 +178,9 @@ def _coefficients(acts: Tensor, cells: Tensor, c0: Tensor | None) -> tuple[Tenso
         g_blocks[0, :, 2].zero_()
     else:
         g_blocks[0, :, 2].mul_(c0)
-    k_coef = torch.addcmul(torch.ones((), dtype=cells.dtype, device=acts.device), tanh_c, tanh_c, value=-1.0, out=tanh_c).mul_(o)
+    k_coef = torch.addcmul(
+        torch.ones((), dtype=cells.dtype, device=acts.device), tanh_c, tanh_c, value=-1.0, out=tanh_c
+    ).mul_(o)
     return grads, k_coef
 
 
@@ -187,5 +191,15 @@ def _hidden_weight_gradient(grads: Tensor, h_seq: Tensor, h0: Tensor | None, w_h
     prev = h_seq[:-1] if h0 is None else torch.cat([h0.unsqueeze(0), h_seq[:-1]])
     outs = grads[1:] if h0 is None else grads
     return torch.ops.aten.convolution_backward(
-        outs.flatten(0, 1), prev.flatten(0, 1), w_h, None, [1, 1], [padding, padding], [1, 1], False, [0, 0], 1,
-        [False, True, False])[1]
+        outs.flatten(0, 1),
+        prev.flatten(0, 1),
+        w_h,
+        None,
+        [1, 1],
+        [padding, padding],
+        [1, 1],
+        False,
+        [0, 0],
+        1,
+        [False, True, False],
+    )[1]

@@ -3,6 +3,7 @@
 Every check raises ``ValueError("<owner>: <name> must be ..., got <value>")`` so that a wrong argument is reported
 with the class it was given to and the offending value, never as a shape error deep inside a forward pass.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence

@@ -27,6 +27,7 @@ blocks; on other devices all slices at once); ``(h, c)`` flow across chunk bound
 gate convolutions may run in half precision; the cell state ``c`` is always accumulated in float32 (``h`` is
 returned in the gate dtype).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -40,7 +41,7 @@ from ._fused_recurrence import FusedRecurrence, to_internal_order
 from ._validation import choice, odd_kernel_size, positive_int
 
 IMPLEMENTATIONS = ("fused", "fast", "per_slice")
-CHUNK_BYTES = 4 * 2 ** 20
+CHUNK_BYTES = 4 * 2**20
 
 
 def lstm_pointwise(gates: Tensor, c_prev: Tensor | None) -> tuple[Tensor, Tensor]:
@@ -53,7 +54,7 @@ def lstm_pointwise(gates: Tensor, c_prev: Tensor | None) -> tuple[Tensor, Tensor
     state_dtype = torch.promote_types(gates.dtype, torch.float32)
     sig = torch.sigmoid(gates[:, : 3 * hidden]).to(state_dtype)  # one kernel for i, f, o
     i, f, o = sig.split(hidden, dim=1)
-    g = torch.tanh(gates[:, 3 * hidden:]).to(state_dtype)
+    g = torch.tanh(gates[:, 3 * hidden :]).to(state_dtype)
     if c_prev is None:
         c = i * g
     else:
@@ -68,15 +69,17 @@ def _check_sequence(x: Tensor, input_channels: int, c0: Tensor | None, hidden_ch
     if x.dim() != 5:
         raise ValueError(f"ConvLSTM input must be a time-major 5D tensor (T, B, C, H, W), got shape {tuple(x.shape)}")
     if x.shape[2] != input_channels:
-        raise ValueError(f"ConvLSTM expects {input_channels} input channels (dim 2 of (T, B, C, H, W)), "
-                         f"got shape {tuple(x.shape)}")
+        raise ValueError(
+            f"ConvLSTM expects {input_channels} input channels (dim 2 of (T, B, C, H, W)), got shape {tuple(x.shape)}"
+        )
     if x.shape[0] == 0:
         raise ValueError("ConvLSTM input has zero time steps (T = 0)")
     if c0 is not None:
         expected = (x.shape[1], hidden_channels, x.shape[3], x.shape[4])
         if tuple(c0.shape) != expected:
-            raise ValueError(f"initial cell state must have shape (B, hidden, H, W) = {expected}, "
-                             f"got {tuple(c0.shape)}")
+            raise ValueError(
+                f"initial cell state must have shape (B, hidden, H, W) = {expected}, got {tuple(c0.shape)}"
+            )
 
 
 class ConvLSTMCell(nn.Module):
@@ -87,8 +90,9 @@ class ConvLSTMCell(nn.Module):
         self.input_channels = positive_int("ConvLSTMCell", "input_channels", input_channels)
         self.hidden_channels = positive_int("ConvLSTMCell", "hidden_channels", hidden_channels)
         kernel_size = odd_kernel_size("ConvLSTMCell", kernel_size)
-        self.conv = nn.Conv2d(input_channels + hidden_channels, 4 * hidden_channels, kernel_size,
-                              padding=kernel_size // 2, bias=bias)
+        self.conv = nn.Conv2d(
+            input_channels + hidden_channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2, bias=bias
+        )
 
     def forward(self, x_t: Tensor, state: tuple[Tensor | None, Tensor | None]) -> tuple[Tensor, Tensor]:
         """x_t: ``(B, C, H, W)``; state ``(h, c)`` (None = zeros). Returns the new ``(h, c)``."""
@@ -98,8 +102,9 @@ class ConvLSTMCell(nn.Module):
         return lstm_pointwise(self.conv(torch.cat([x_t, h.to(x_t.dtype)], dim=1)), c)
 
 
-def convlstm_per_slice(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int,
-                       c0: Tensor | None = None) -> tuple[Tensor, Tensor]:
+def convlstm_per_slice(
+    x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, c0: Tensor | None = None
+) -> tuple[Tensor, Tensor]:
     """Reference scan: the single conv over ``cat([x_t, h_{t-1}])`` at every slice.
 
     x: ``(T, B, C, H, W)``; weight ``(4h, C + h, k, k)``. Returns ``(h_seq (T, B, h, H, W), c_T (B, h, H, W))``.
@@ -123,8 +128,15 @@ def chunk_steps(batch: int, gate_channels: int, height: int, width: int, budget_
     return max(1, budget // (4 * batch * gate_channels * height * width))
 
 
-def _scan(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, c0: Tensor | None,
-          steps_per_chunk: int | None, recurrence: Callable[..., tuple[Tensor, Tensor]]) -> tuple[Tensor, Tensor]:
+def _scan(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    padding: int,
+    c0: Tensor | None,
+    steps_per_chunk: int | None,
+    recurrence: Callable[..., tuple[Tensor, Tensor]],
+) -> tuple[Tensor, Tensor]:
     """Chunked scan shared by "fused" and "fast": batched input conv per chunk, then ``recurrence`` over it."""
     steps, batch, channels, height, width = x.shape
     four_hidden = weight.shape[0]
@@ -147,8 +159,14 @@ def _scan(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int, c0: Tens
     return (torch.cat(outputs) if len(outputs) > 1 else outputs[0]), c  # type: ignore[return-value]
 
 
-def convlstm_fast(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int,
-                  c0: Tensor | None = None, steps_per_chunk: int | None = None) -> tuple[Tensor, Tensor]:
+def convlstm_fast(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    padding: int,
+    c0: Tensor | None = None,
+    steps_per_chunk: int | None = None,
+) -> tuple[Tensor, Tensor]:
     """``implementation="fast"``: same result as :func:`convlstm_per_slice`, input conv batched over slices.
 
     x: ``(T, B, C, H, W)``; weight ``(4h, C + h, k, k)`` (single-conv form, split here into W_x and W_h).
@@ -157,8 +175,14 @@ def convlstm_fast(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int,
     return _scan(x, weight, bias, padding, c0, steps_per_chunk, FastRecurrence.apply)
 
 
-def convlstm_fused(x: Tensor, weight: Tensor, bias: Tensor | None, padding: int,
-                   c0: Tensor | None = None, steps_per_chunk: int | None = None) -> tuple[Tensor, Tensor]:
+def convlstm_fused(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None,
+    padding: int,
+    c0: Tensor | None = None,
+    steps_per_chunk: int | None = None,
+) -> tuple[Tensor, Tensor]:
     """``implementation="fused"``: same contract and result as :func:`convlstm_fast`, fewer ATen calls per slice.
 
     The gate rows are permuted once per call to the internal order (o, i, f, g) (gradients flow back through the
@@ -181,14 +205,22 @@ class ConvLSTM2d(nn.Module):
     on CPU, all slices on other devices).
     """
 
-    def __init__(self, input_channels: int, hidden_channels: int, kernel_size: int = 3, bias: bool = True,
-                 implementation: str = "fused", steps_per_chunk: int | None = None) -> None:
+    def __init__(
+        self,
+        input_channels: int,
+        hidden_channels: int,
+        kernel_size: int = 3,
+        bias: bool = True,
+        implementation: str = "fused",
+        steps_per_chunk: int | None = None,
+    ) -> None:
         super().__init__()
         self.input_channels = positive_int("ConvLSTM2d", "input_channels", input_channels)
         self.hidden_channels = positive_int("ConvLSTM2d", "hidden_channels", hidden_channels)
         self.kernel_size = odd_kernel_size("ConvLSTM2d", kernel_size)
-        self.conv = nn.Conv2d(input_channels + hidden_channels, 4 * hidden_channels, kernel_size,
-                              padding=kernel_size // 2, bias=bias)
+        self.conv = nn.Conv2d(
+            input_channels + hidden_channels, 4 * hidden_channels, kernel_size, padding=kernel_size // 2, bias=bias
+        )
         self.implementation = implementation
         if steps_per_chunk is not None:
             positive_int("ConvLSTM2d", "steps_per_chunk", steps_per_chunk)
@@ -216,11 +248,18 @@ class ConvLSTM2d(nn.Module):
     @classmethod
     def from_cell(cls, cell: ConvLSTMCell, implementation: str = "fused") -> ConvLSTM2d:
         """A layer with a copy of the reference cell's weights."""
-        layer = cls(cell.input_channels, cell.hidden_channels, cell.conv.kernel_size[0],
-                    bias=cell.conv.bias is not None, implementation=implementation)
+        layer = cls(
+            cell.input_channels,
+            cell.hidden_channels,
+            cell.conv.kernel_size[0],
+            bias=cell.conv.bias is not None,
+            implementation=implementation,
+        )
         layer.load_state_dict(cell.state_dict())
         return layer.to(cell.conv.weight.device)
 
     def extra_repr(self) -> str:
-        return (f"{self.input_channels}, {self.hidden_channels}, kernel_size={self.kernel_size}, "
-                f"implementation={self._implementation!r}")
+        return (
+            f"{self.input_channels}, {self.hidden_channels}, kernel_size={self.kernel_size}, "
+            f"implementation={self._implementation!r}"
+        )

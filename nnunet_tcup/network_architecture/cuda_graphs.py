@@ -13,6 +13,7 @@ memory at replay, so in-place weight updates (``load_state_dict``, as nnU-Net's 
 the generator puts its parameters' addresses in the key, so a moved or re-created parameter means a new capture
 (the oldest of ``MAX_GRAPHS`` graphs is dropped).
 """
+
 from __future__ import annotations
 
 from collections.abc import Callable

@@ -6,6 +6,7 @@ Input ``cat(image, mask)`` along channels, ``(B, C_img + C_mask, D, H, W)`` (D =
 Output: logits ``(B, 1, D, h, w)`` with ``h = ceil(H / 16)``, ``w = ceil(W / 16)`` for four blocks: one patch-score
 map per slice (no sigmoid; use ``BCEWithLogits``). The kernels never mix slices, so the depth is kept.
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -37,8 +38,7 @@ class PatchDiscriminator3D(nn.Module):
     dropout: drop probability after each block's Tanh.
     """
 
-    def __init__(self, input_channels: int, features: Sequence[int] = (16, 32, 64, 128),
-                 dropout: float = 0.2) -> None:
+    def __init__(self, input_channels: int, features: Sequence[int] = (16, 32, 64, 128), dropout: float = 0.2) -> None:
         super().__init__()
         owner = "PatchDiscriminator3D"
         self.input_channels = positive_int(owner, "input_channels", input_channels)
@@ -67,6 +67,8 @@ class PatchDiscriminator3D(nn.Module):
         if x.dim() != 5:
             raise ValueError(f"PatchDiscriminator3D expects a 5D input (B, C, D, H, W), got shape {tuple(x.shape)}")
         if x.shape[1] != self.input_channels:
-            raise ValueError(f"PatchDiscriminator3D expects {self.input_channels} channels (image + mask) in dim 1, "
-                             f"got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"PatchDiscriminator3D expects {self.input_channels} channels (image + mask) in dim 1, "
+                f"got shape {tuple(x.shape)}"
+            )
         return self.head(self.blocks(x))

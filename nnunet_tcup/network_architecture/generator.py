@@ -36,6 +36,7 @@ the 2.37M of the authors' published layout (which has no LSTM biases, carries a 
 state whose output is never used, and ends with a ConvLSTM of width num_classes; here the last decoder level keeps
 E_0 = 16 channels).
 """
+
 from __future__ import annotations
 
 from collections.abc import Sequence
@@ -113,9 +114,15 @@ class TCuPGenerator(nn.Module):
     forward: ``(B, C, D, H, W)`` -> ``(B, num_classes, D, H, W)`` logits; any D, H, W >= 1.
     """
 
-    def __init__(self, input_channels: int, num_classes: int,
-                 hidden_channels: Sequence[int] = PAPER_HIDDEN_CHANNELS, *,
-                 convlstm_implementation: str = "fused", cuda_graphs: bool = False) -> None:
+    def __init__(
+        self,
+        input_channels: int,
+        num_classes: int,
+        hidden_channels: Sequence[int] = PAPER_HIDDEN_CHANNELS,
+        *,
+        convlstm_implementation: str = "fused",
+        cuda_graphs: bool = False,
+    ) -> None:
         super().__init__()
         owner = "TCuPGenerator"
         self.input_channels = positive_int(owner, "input_channels", input_channels)
@@ -162,8 +169,10 @@ class TCuPGenerator(nn.Module):
             raise ValueError(f"TCuPGenerator expects a 5D input (B, C, D, H, W), got shape {tuple(x.shape)}")
         batch, channels, depth, height, width = x.shape
         if channels != self.input_channels:
-            raise ValueError(f"TCuPGenerator expects {self.input_channels} input channels (dim 1 of "
-                             f"(B, C, D, H, W)), got shape {tuple(x.shape)}")
+            raise ValueError(
+                f"TCuPGenerator expects {self.input_channels} input channels (dim 1 of "
+                f"(B, C, D, H, W)), got shape {tuple(x.shape)}"
+            )
         if min(batch, depth, height, width) < 1:
             raise ValueError(f"TCuPGenerator input has an empty axis: shape {tuple(x.shape)}")
 
@@ -202,7 +211,7 @@ def init_weights(module: nn.Module) -> None:
         if module.conv.bias is not None:
             with torch.no_grad():
                 module.conv.bias.zero_()
-                module.conv.bias[hidden: 2 * hidden] = 1.0
+                module.conv.bias[hidden : 2 * hidden] = 1.0
     elif isinstance(module, (nn.Conv2d, nn.Conv3d, nn.ConvTranspose2d, nn.ConvTranspose3d)):
         nn.init.kaiming_normal_(module.weight, a=1e-2)
         if module.bias is not None:
