@@ -34,6 +34,7 @@ Usage::
     python benchmarks/bench_learning.py --workdir /work/ablation --report
     python benchmarks/bench_learning.py --step-timing
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,16 +68,23 @@ _STOCK = "nnunetv2.training.nnUNetTrainer.nnUNetTrainer"
 SETTINGS: dict[str, Setting] = {
     "nnunet_regions": Setting("stock nnU-Net, regions", _STOCK, "nnUNetTrainer", "regions"),
     "nnunet_classes": Setting("stock nnU-Net, softmax classes", _STOCK, "nnUNetTrainer", "classes"),
-    "tcup_regions_paperW": Setting("TCuP-GAN regions, paper formula on regions (old)", _VARIANTS,
-                                   "nnUNetTrainerTCuPGAN_paperRegionWeights", "regions"),
+    "tcup_regions_paperW": Setting(
+        "TCuP-GAN regions, paper formula on regions (old)",
+        _VARIANTS,
+        "nnUNetTrainerTCuPGAN_paperRegionWeights",
+        "regions",
+    ),
     "tcup_regions": Setting("TCuP-GAN regions, disjoint-class weights", _TCUP, "nnUNetTrainerTCuPGAN", "regions"),
     "tcup_classes": Setting("TCuP-GAN classes (paper)", _TCUP, "nnUNetTrainerTCuPGAN", "classes"),
-    "tcup_classes_dicebce": Setting("TCuP-GAN classes + soft Dice", _VARIANTS, "nnUNetTrainerTCuPGAN_DiceBCE",
-                                    "classes"),
-    "tcup_classes_priorbias": Setting("TCuP-GAN classes, prior output bias", _VARIANTS,
-                                      "nnUNetTrainerTCuPGAN_priorBias", "classes"),
-    "tcup_classes_noclip": Setting("TCuP-GAN classes, no gradient clipping", _VARIANTS, "nnUNetTrainerTCuPGAN_noClip",
-                                   "classes"),
+    "tcup_classes_dicebce": Setting(
+        "TCuP-GAN classes + soft Dice", _VARIANTS, "nnUNetTrainerTCuPGAN_DiceBCE", "classes"
+    ),
+    "tcup_classes_priorbias": Setting(
+        "TCuP-GAN classes, prior output bias", _VARIANTS, "nnUNetTrainerTCuPGAN_priorBias", "classes"
+    ),
+    "tcup_classes_noclip": Setting(
+        "TCuP-GAN classes, no gradient clipping", _VARIANTS, "nnUNetTrainerTCuPGAN_noClip", "classes"
+    ),
 }
 
 BENCH_TRAINER_HEADER = '''
@@ -155,8 +163,10 @@ def bench_trainer_source() -> str:
     """Python source of every setting's budget subclass."""
     lines = [BENCH_TRAINER_HEADER]
     for key, s in SETTINGS.items():
-        lines.append(f"from {s.module} import {s.trainer} as _{key}_base\n\n\n"
-                     f"class {bench_trainer_name(key)}(_Budget, _{key}_base):\n    pass\n")
+        lines.append(
+            f"from {s.module} import {s.trainer} as _{key}_base\n\n\n"
+            f"class {bench_trainer_name(key)}(_Budget, _{key}_base):\n    pass\n"
+        )
     return "\n".join(lines)
 
 
@@ -168,15 +178,27 @@ def run_command(args: list, env: dict[str, str], log: Path | None = None) -> Non
     if log is not None:
         log.write_text(proc.stdout + "\n" + proc.stderr)
     if proc.returncode != 0:
-        raise RuntimeError(f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}")
+        raise RuntimeError(
+            f"{' '.join(argv)} failed ({proc.returncode}):\n{proc.stdout[-2000:]}\n{proc.stderr[-2000:]}"
+        )
 
 
 def base_env(work: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update({"nnUNet_raw": str(work / "raw"), "nnUNet_preprocessed": str(work / "preprocessed"),
-                "nnUNet_results": str(work / "results_unused"), "nnUNet_compile": "f", "nnUNet_n_proc_DA": "0",
-                "nnUNet_def_n_proc": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "MPLBACKEND": "Agg",
-                "nnUNet_extTrainer": str(work / "bench_trainers")})
+    env.update(
+        {
+            "nnUNet_raw": str(work / "raw"),
+            "nnUNet_preprocessed": str(work / "preprocessed"),
+            "nnUNet_results": str(work / "results_unused"),
+            "nnUNet_compile": "f",
+            "nnUNet_n_proc_DA": "0",
+            "nnUNet_def_n_proc": "1",
+            "OMP_NUM_THREADS": "1",
+            "MKL_NUM_THREADS": "1",
+            "MPLBACKEND": "Agg",
+            "nnUNet_extTrainer": str(work / "bench_trainers"),
+        }
+    )
     return env
 
 
@@ -187,28 +209,72 @@ def prepare(work: Path, args: argparse.Namespace) -> dict[str, str]:
     trainers.mkdir(parents=True, exist_ok=True)
     (trainers / "tcup_bench_learning_trainers.py").write_text(bench_trainer_source())
     done = work / "prepared.json"
-    wanted = {"shape": list(args.shape), "train_cases": args.train_cases, "test_cases": args.test_cases,
-              "data_seed": args.data_seed}
+    wanted = {
+        "shape": list(args.shape),
+        "train_cases": args.train_cases,
+        "test_cases": args.test_cases,
+        "data_seed": args.data_seed,
+    }
     if done.is_file():
         recorded = json.loads(done.read_text())
         if recorded != wanted:
-            raise SystemExit(f"bench_learning: error: {work} holds data made with {recorded}, not {wanted}; "
-                             f"use another --workdir or the same data options")
+            raise SystemExit(
+                f"bench_learning: error: {work} holds data made with {recorded}, not {wanted}; "
+                f"use another --workdir or the same data options"
+            )
         set_patch_and_batch(work, args)
         return env
     for sub in ("raw", "preprocessed"):
         (work / sub).mkdir(parents=True, exist_ok=True)
     shape = [str(s) for s in args.shape]
-    for name, cases, seed, start in (("train", args.train_cases, args.data_seed, 0),
-                                     ("test", args.test_cases, args.data_seed + 1000, 500)):
+    for name, cases, seed, start in (
+        ("train", args.train_cases, args.data_seed, 0),
+        ("test", args.test_cases, args.data_seed + 1000, 500),
+    ):
         if not (work / name).is_dir():
-            run_command(["nnunet_tcup", "synth", work / name, "--challenge", "GLI", "--cases", cases, "--shape", *shape,
-                         "--seed", seed, "--start-index", start], env)
+            run_command(
+                [
+                    "nnunet_tcup",
+                    "synth",
+                    work / name,
+                    "--challenge",
+                    "GLI",
+                    "--cases",
+                    cases,
+                    "--shape",
+                    *shape,
+                    "--seed",
+                    seed,
+                    "--start-index",
+                    start,
+                ],
+                env,
+            )
     for dataset_id, mode in ((REGIONS_DATASET_ID, "regions"), (CLASSES_DATASET_ID, "classes")):
-        run_command(["nnunet_tcup", "convert", "--challenge", "GLI", "--dataset-id", dataset_id, "--mode", mode,
-                     "--train", work / "train", "--test", work / "test", "--num-workers", 1, "--no-progress"], env)
-        run_command(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", 1, "-npfp", 1],
-                    {**env, "nnUNet_n_proc_DA": "1"})  # nnU-Net 2.8.1's planner fails with nnUNet_n_proc_DA=0
+        run_command(
+            [
+                "nnunet_tcup",
+                "convert",
+                "--challenge",
+                "GLI",
+                "--dataset-id",
+                dataset_id,
+                "--mode",
+                mode,
+                "--train",
+                work / "train",
+                "--test",
+                work / "test",
+                "--num-workers",
+                1,
+                "--no-progress",
+            ],
+            env,
+        )
+        run_command(
+            ["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", 1, "-npfp", 1],
+            {**env, "nnUNet_n_proc_DA": "1"},
+        )  # nnU-Net 2.8.1's planner fails with nnUNet_n_proc_DA=0
     set_patch_and_batch(work, args)
     gt = work / "gt_test"
     gt.mkdir(exist_ok=True)
@@ -249,25 +315,64 @@ def train_predict_score(work: Path, env: dict[str, str], args: argparse.Namespac
     (folder / "results").mkdir(parents=True)
     dataset_id = REGIONS_DATASET_ID if setting.dataset == "regions" else CLASSES_DATASET_ID
     trainer = bench_trainer_name(key)
-    run_env = {**env, "nnUNet_results": str(folder / "results"), "TCUP_BENCH_SEED": str(seed),
-               "TCUP_BENCH_EPOCHS": str(args.epochs), "TCUP_BENCH_ITERATIONS": str(args.iterations),
-               "TCUP_BENCH_CPU_SECONDS": str(args.cpu_minutes * 60 if args.budget == "cpu" else 0)}
-    run_command(["nnUNetv2_train", dataset_id, "3d_fullres", "all", "-tr", trainer, "-device", "cpu"], run_env,
-                log=folder / "train.log")
+    run_env = {
+        **env,
+        "nnUNet_results": str(folder / "results"),
+        "TCUP_BENCH_SEED": str(seed),
+        "TCUP_BENCH_EPOCHS": str(args.epochs),
+        "TCUP_BENCH_ITERATIONS": str(args.iterations),
+        "TCUP_BENCH_CPU_SECONDS": str(args.cpu_minutes * 60 if args.budget == "cpu" else 0),
+    }
+    run_command(
+        ["nnUNetv2_train", dataset_id, "3d_fullres", "all", "-tr", trainer, "-device", "cpu"],
+        run_env,
+        log=folder / "train.log",
+    )
     raw = next((work / "raw").glob(f"Dataset{dataset_id:03d}_*"))
     model = folder / "results" / raw.name / f"{trainer}__nnUNetPlans__3d_fullres"
     timing = json.loads((model / "fold_all" / "bench_timing.json").read_text())
     predictions = folder / "pred"
     cpu0 = time.process_time()
-    run_command(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", predictions, "-d", dataset_id, "-c", "3d_fullres",
-                 "-tr", trainer, "-f", "all", "-device", "cpu", "-npp", 1, "-nps", 1, "--disable_tta"], run_env,
-                log=folder / "predict.log")
+    run_command(
+        [
+            "nnUNetv2_predict",
+            "-i",
+            raw / "imagesTs",
+            "-o",
+            predictions,
+            "-d",
+            dataset_id,
+            "-c",
+            "3d_fullres",
+            "-tr",
+            trainer,
+            "-f",
+            "all",
+            "-device",
+            "cpu",
+            "-npp",
+            1,
+            "-nps",
+            1,
+            "--disable_tta",
+        ],
+        run_env,
+        log=folder / "predict.log",
+    )
     table = evaluate_folders(work / "gt_test", predictions, challenge="GLI", progress=False)
-    result: dict = {"setting": key, "label": setting.label, "seed": seed, "budget": budget_name(args),
-                    "patch": list(args.patch), "batch": args.batch,
-                    "epochs_requested": args.epochs, "iterations_per_epoch": args.iterations,
-                    "cpu_minutes": args.cpu_minutes if args.budget == "cpu" else None, **timing,
-                    "eval_cpu_seconds": time.process_time() - cpu0}
+    result: dict = {
+        "setting": key,
+        "label": setting.label,
+        "seed": seed,
+        "budget": budget_name(args),
+        "patch": list(args.patch),
+        "batch": args.batch,
+        "epochs_requested": args.epochs,
+        "iterations_per_epoch": args.iterations,
+        "cpu_minutes": args.cpu_minutes if args.budget == "cpu" else None,
+        **timing,
+        "eval_cpu_seconds": time.process_time() - cpu0,
+    }
     for region in REGIONS:
         rows = table[table["Labels"] == region]
         result[f"dice_{region}"] = float(rows["LesionWise_Score_Dice"].mean())
@@ -319,10 +424,14 @@ def summarise(results: list[dict]) -> list[dict]:
         groups.setdefault((r["budget"], r["setting"]), []).append(r)
     order = list(SETTINGS)
     for (budget, key), runs in sorted(groups.items(), key=lambda kv: (kv[0][0], order.index(kv[0][1]))):
-        row: dict = {"budget": budget, "setting": key, "label": SETTINGS[key].label,
-                     "seeds": sorted(r["seed"] for r in runs),
-                     "iterations": float(np.mean([r["iterations"] for r in runs])),
-                     "train_cpu_s": float(np.mean([r["train_cpu_seconds"] for r in runs]))}
+        row: dict = {
+            "budget": budget,
+            "setting": key,
+            "label": SETTINGS[key].label,
+            "seeds": sorted(r["seed"] for r in runs),
+            "iterations": float(np.mean([r["iterations"] for r in runs])),
+            "train_cpu_s": float(np.mean([r["train_cpu_seconds"] for r in runs])),
+        }
         for metric in [f"dice_{g}" for g in REGIONS] + [f"hd95_{g}" for g in REGIONS] + ["mean_dice"]:
             values = np.array([r[metric] for r in runs], dtype=float)
             row[metric] = (float(values.mean()), float(values.std(ddof=1)) if len(values) > 1 else float("nan"))
@@ -332,18 +441,25 @@ def summarise(results: list[dict]) -> list[dict]:
 
 def format_table(rows: list[dict]) -> str:
     """Markdown table: mean ± std over seeds (std blank for one seed)."""
+
     def cell(pair: tuple[float, float], digits: int) -> str:
         mean, std = pair
         return f"{mean:.{digits}f}" + ("" if std != std else f" ± {std:.{digits}f}")
 
-    head = ("| budget | setting | seeds | iters | train CPU s | Dice WT | Dice TC | Dice ET | mean Dice "
-            "| HD95 WT | HD95 TC | HD95 ET |")
+    head = (
+        "| budget | setting | seeds | iters | train CPU s | Dice WT | Dice TC | Dice ET | mean Dice "
+        "| HD95 WT | HD95 TC | HD95 ET |"
+    )
     lines = [head, "|" + "---|" * 12]
     for r in rows:
-        lines.append(f"| {r['budget']} | {r['label']} | {len(r['seeds'])} | {r['iterations']:.0f} | "
-                     f"{r['train_cpu_s']:.0f} | " + " | ".join(cell(r[f"dice_{g}"], 3) for g in REGIONS)
-                     + f" | {cell(r['mean_dice'], 3)} | " + " | ".join(cell(r[f"hd95_{g}"], 1) for g in REGIONS)
-                     + " |")
+        lines.append(
+            f"| {r['budget']} | {r['label']} | {len(r['seeds'])} | {r['iterations']:.0f} | "
+            f"{r['train_cpu_s']:.0f} | "
+            + " | ".join(cell(r[f"dice_{g}"], 3) for g in REGIONS)
+            + f" | {cell(r['mean_dice'], 3)} | "
+            + " | ".join(cell(r[f"hd95_{g}"], 1) for g in REGIONS)
+            + " |"
+        )
     return "\n".join(lines)
 
 
@@ -361,8 +477,9 @@ def plot(rows: list[dict], path: Path) -> None:
         stds = [0.0 if r[f"dice_{region}"][1] != r[f"dice_{region}"][1] else r[f"dice_{region}"][1] for r in rows]
         ax.bar([k + (i - 1) * width for k in range(len(rows))], means, width, yerr=stds, capsize=3, label=region)
     ax.set_xticks(range(len(rows)))
-    ax.set_xticklabels([f"{r['setting']}\n({r['budget']}, n={len(r['seeds'])})" for r in rows], rotation=30,
-                       ha="right", fontsize=7)
+    ax.set_xticklabels(
+        [f"{r['setting']}\n({r['budget']}, n={len(r['seeds'])})" for r in rows], rotation=30, ha="right", fontsize=7
+    )
     ax.set_ylabel("held-out lesion-wise Dice")
     ax.set_ylim(0, 1)
     ax.legend()
@@ -377,7 +494,7 @@ def report(work: Path) -> str:
         return f"no finished runs under {work / 'runs'}"
     table = format_table(rows)
     settings = json.loads((work / "prepared.json").read_text()) if (work / "prepared.json").is_file() else {}
-    text = (f"Held-out lesion-wise Dice / HD95 (mm), mean ± std across seeds; data: {settings}\n\n{table}\n")
+    text = f"Held-out lesion-wise Dice / HD95 (mm), mean ± std across seeds; data: {settings}\n\n{table}\n"
     (work / "ablation.md").write_text(text)
     plot(rows, work / "ablation.png")
     return text
@@ -402,8 +519,17 @@ def _time_patch(patch: tuple[int, int, int], reps: int) -> dict[str, float]:
     loss = RegionWeightedBCELoss()
 
     def gan_step() -> None:
-        gan_train_step(generator, discriminator, nonzero_gaussian_noise(data, 0.1), target, loss,
-                       GANTargets(True, 3), g_slot, d_slot, contextlib.nullcontext)
+        gan_train_step(
+            generator,
+            discriminator,
+            nonzero_gaussian_noise(data, 0.1),
+            target,
+            loss,
+            GANTargets(True, 3),
+            g_slot,
+            d_slot,
+            contextlib.nullcontext,
+        )
 
     def generator_only_step() -> None:
         g_slot.optimizer.zero_grad(set_to_none=True)
@@ -426,15 +552,21 @@ def step_timing(reps: int) -> None:
     print(f"torch threads: {torch.get_num_threads()}")
     for patch in ((16, 32, 32), (32, 64, 64)):
         timings = _time_patch(patch, reps)
-        print(f"patch {'x'.join(map(str, patch))}, batch 2: generator-only step {timings['generator only']:.3f} s, "
-              f"TCuP-GAN step {timings['TCuP-GAN (G + D)']:.3f} s CPU/iteration "
-              f"(ratio {timings['TCuP-GAN (G + D)'] / timings['generator only']:.2f}x)")
+        print(
+            f"patch {'x'.join(map(str, patch))}, batch 2: generator-only step {timings['generator only']:.3f} s, "
+            f"TCuP-GAN step {timings['TCuP-GAN (G + D)']:.3f} s CPU/iteration "
+            f"(ratio {timings['TCuP-GAN (G + D)'] / timings['generator only']:.2f}x)"
+        )
 
 
 def run_all(work: Path, args: argparse.Namespace) -> None:
     env = prepare(work, args)
-    todo = [(key, seed) for seed in args.seeds for key in args.settings
-            if not (run_folder(work, budget_name(args), key, seed) / "result.json").is_file()]
+    todo = [
+        (key, seed)
+        for seed in args.seeds
+        for key in args.settings
+        if not (run_folder(work, budget_name(args), key, seed) / "result.json").is_file()
+    ]
     print(f"{len(todo)} runs to do (budget {budget_name(args)}): {todo}", flush=True)
 
     def one(item: tuple[str, int]) -> None:
@@ -451,9 +583,12 @@ def run_all(work: Path, args: argparse.Namespace) -> None:
             return
         finally:
             release(folder)
-        print(f"done {key} seed {seed}: Dice WT {r['dice_WT']:.3f} TC {r['dice_TC']:.3f} ET {r['dice_ET']:.3f}, "
-              f"{r['iterations']} iterations, {r['train_cpu_seconds']:.0f} s train CPU, "
-              f"{time.perf_counter() - started:.0f} s wall", flush=True)
+        print(
+            f"done {key} seed {seed}: Dice WT {r['dice_WT']:.3f} TC {r['dice_TC']:.3f} ET {r['dice_ET']:.3f}, "
+            f"{r['iterations']} iterations, {r['train_cpu_seconds']:.0f} s train CPU, "
+            f"{time.perf_counter() - started:.0f} s wall",
+            flush=True,
+        )
 
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
         list(pool.map(one, todo))
@@ -462,22 +597,48 @@ def run_all(work: Path, args: argparse.Namespace) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/nnunet_tcup_bench_learning"),
-                        help="folder for data, models, predictions and results (re-used: finished runs are skipped)")
-    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS), metavar="SETTING",
-                        help="settings to run, in this order (default: all; --list shows them)")
+    parser.add_argument(
+        "--workdir",
+        type=Path,
+        default=Path("/tmp/nnunet_tcup_bench_learning"),
+        help="folder for data, models, predictions and results (re-used: finished runs are skipped)",
+    )
+    parser.add_argument(
+        "--settings",
+        nargs="+",
+        default=list(SETTINGS),
+        choices=list(SETTINGS),
+        metavar="SETTING",
+        help="settings to run, in this order (default: all; --list shows them)",
+    )
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="training seeds")
-    parser.add_argument("--budget", choices=("iterations", "cpu"), default="iterations",
-                        help="equal training iterations, or equal process CPU time of training")
+    parser.add_argument(
+        "--budget",
+        choices=("iterations", "cpu"),
+        default="iterations",
+        help="equal training iterations, or equal process CPU time of training",
+    )
     parser.add_argument("--epochs", type=int, default=6, help="epochs (iterations budget)")
     parser.add_argument("--iterations", type=int, default=25, help="training iterations per epoch")
     parser.add_argument("--cpu-minutes", type=float, default=5.0, help="training CPU minutes per run (cpu budget)")
     parser.add_argument("--train-cases", type=int, default=16, help="synthetic training cases")
     parser.add_argument("--test-cases", type=int, default=6, help="synthetic held-out cases")
-    parser.add_argument("--shape", type=int, nargs=3, default=(64, 64, 48), metavar=("X", "Y", "Z"),
-                        help="synthetic volume size in voxels (x y z)")
-    parser.add_argument("--patch", type=int, nargs=3, default=(32, 64, 64), metavar=("Z", "Y", "X"),
-                        help="nnU-Net patch size written into the plans (z y x)")
+    parser.add_argument(
+        "--shape",
+        type=int,
+        nargs=3,
+        default=(64, 64, 48),
+        metavar=("X", "Y", "Z"),
+        help="synthetic volume size in voxels (x y z)",
+    )
+    parser.add_argument(
+        "--patch",
+        type=int,
+        nargs=3,
+        default=(32, 64, 64),
+        metavar=("Z", "Y", "X"),
+        help="nnU-Net patch size written into the plans (z y x)",
+    )
     parser.add_argument("--batch", type=int, default=2, help="batch size written into the plans")
     parser.add_argument("--data-seed", type=int, default=7, help="synthetic data seed")
     parser.add_argument("--jobs", type=int, default=1, help="runs at the same time")

@@ -4,6 +4,7 @@ a temporary folder, never in the checkout), run the fast tests meant to catch it
 Usage (from the repository root): ``python tests/mutation_check_trainer.py [NAME_PART ...]``. A pattern that no longer
 matches the code fails loudly (update the mutation together with the code it breaks).
 """
+
 from __future__ import annotations
 
 import os
@@ -15,35 +16,69 @@ from pathlib import Path
 
 SRC = Path(__file__).resolve().parents[1]
 MUTATIONS = [
-    ("zero h skip", "nnunet_tcup/network_architecture/generator.py",
-     "out = torch.cat([out, skips[levels - 1 - j]], dim=2)",
-     "out = torch.cat([out, torch.zeros_like(skips[levels - 1 - j])], dim=2)",
-     ["tests/test_networks.py"]),
-    ("zero c skip", "nnunet_tcup/network_architecture/generator.py",
-     "cells.append(c_skip)", "cells.append(torch.zeros_like(c_skip))", ["tests/test_networks.py"]),
-    ("reverse slice order of the recurrence", "nnunet_tcup/network_architecture/convlstm.py",
-     "        scan = _SCANS[self._implementation]\n        return scan(x, self.conv.weight, self.conv.bias, self.kernel_size // 2, c0, self.steps_per_chunk)",
-     "        scan = _SCANS[self._implementation]\n        h, c = scan(x.flip(0), self.conv.weight, self.conv.bias, self.kernel_size // 2, c0, self.steps_per_chunk)\n        return h.flip(0), c",
-     ["tests/test_networks.py"]),
-    ("swap the two GradScalers", "nnunet_tcup/trainers/nnUNetTrainerTCuPGAN.py",
-     "OptimiserSlot(self.optimizer, self.grad_scaler, self.grad_clip_norm),\n            OptimiserSlot(self.optimizer_discriminator, self.grad_scaler_discriminator, self.grad_clip_norm)",
-     "OptimiserSlot(self.optimizer, self.grad_scaler_discriminator, self.grad_clip_norm),\n            OptimiserSlot(self.optimizer_discriminator, self.grad_scaler, self.grad_clip_norm)",
-     ["tests/test_trainer_unit.py"]),
-    ("drop the adversarial term", "nnunet_tcup/trainers/gan_step.py",
-     "generator_total = supervised + adversarial_weight * adversarial", "generator_total = supervised",
-     ["tests/test_trainer_step.py"]),
-    ("drop the class weights (every rule)", "nnunet_tcup/trainers/losses.py",
-     "return (elementwise * class_weights.view(shape)).mean()", "return elementwise.mean()",
-     ["tests/test_trainer_losses.py"]),
-    ("drop the class weights (classes loss only)", "nnunet_tcup/trainers/losses.py",
-     "return self.gamma * weighted_mean(bce, paper_class_weights(masks))",
-     "return self.gamma * bce.mean()", ["tests/test_trainer_losses.py"]),
-    ("epoch arithmetic: floor instead of ceil", "nnunet_tcup/trainers/nnUNetTrainerTCuPGAN.py",
-     "max(1, math.ceil(len(tr_keys) / global_batch))", "max(1, len(tr_keys) // global_batch)",
-     ["tests/test_trainer_unit.py"]),
-    ("epoch arithmetic: one iteration too many", "nnunet_tcup/trainers/nnUNetTrainerTCuPGAN.py",
-     "max(1, math.ceil(len(tr_keys) / global_batch))", "max(1, math.ceil(len(tr_keys) / global_batch) + 1)",
-     ["tests/test_trainer_unit.py"]),
+    (
+        "zero h skip",
+        "nnunet_tcup/network_architecture/generator.py",
+        "out = torch.cat([out, skips[levels - 1 - j]], dim=2)",
+        "out = torch.cat([out, torch.zeros_like(skips[levels - 1 - j])], dim=2)",
+        ["tests/test_networks.py"],
+    ),
+    (
+        "zero c skip",
+        "nnunet_tcup/network_architecture/generator.py",
+        "cells.append(c_skip)",
+        "cells.append(torch.zeros_like(c_skip))",
+        ["tests/test_networks.py"],
+    ),
+    (
+        "reverse slice order of the recurrence",
+        "nnunet_tcup/network_architecture/convlstm.py",
+        "        scan = _SCANS[self._implementation]\n        return scan(x, self.conv.weight, self.conv.bias, self.kernel_size // 2, c0, self.steps_per_chunk)",
+        "        scan = _SCANS[self._implementation]\n        h, c = scan(x.flip(0), self.conv.weight, self.conv.bias, self.kernel_size // 2, c0, self.steps_per_chunk)\n        return h.flip(0), c",
+        ["tests/test_networks.py"],
+    ),
+    (
+        "swap the two GradScalers",
+        "nnunet_tcup/trainers/nnUNetTrainerTCuPGAN.py",
+        "OptimiserSlot(self.optimizer, self.grad_scaler, self.grad_clip_norm),\n            OptimiserSlot(self.optimizer_discriminator, self.grad_scaler_discriminator, self.grad_clip_norm)",
+        "OptimiserSlot(self.optimizer, self.grad_scaler_discriminator, self.grad_clip_norm),\n            OptimiserSlot(self.optimizer_discriminator, self.grad_scaler, self.grad_clip_norm)",
+        ["tests/test_trainer_unit.py"],
+    ),
+    (
+        "drop the adversarial term",
+        "nnunet_tcup/trainers/gan_step.py",
+        "generator_total = supervised + adversarial_weight * adversarial",
+        "generator_total = supervised",
+        ["tests/test_trainer_step.py"],
+    ),
+    (
+        "drop the class weights (every rule)",
+        "nnunet_tcup/trainers/losses.py",
+        "return (elementwise * class_weights.view(shape)).mean()",
+        "return elementwise.mean()",
+        ["tests/test_trainer_losses.py"],
+    ),
+    (
+        "drop the class weights (classes loss only)",
+        "nnunet_tcup/trainers/losses.py",
+        "return self.gamma * weighted_mean(bce, paper_class_weights(masks))",
+        "return self.gamma * bce.mean()",
+        ["tests/test_trainer_losses.py"],
+    ),
+    (
+        "epoch arithmetic: floor instead of ceil",
+        "nnunet_tcup/trainers/nnUNetTrainerTCuPGAN.py",
+        "max(1, math.ceil(len(tr_keys) / global_batch))",
+        "max(1, len(tr_keys) // global_batch)",
+        ["tests/test_trainer_unit.py"],
+    ),
+    (
+        "epoch arithmetic: one iteration too many",
+        "nnunet_tcup/trainers/nnUNetTrainerTCuPGAN.py",
+        "max(1, math.ceil(len(tr_keys) / global_batch))",
+        "max(1, math.ceil(len(tr_keys) / global_batch) + 1)",
+        ["tests/test_trainer_unit.py"],
+    ),
 ]
 
 
@@ -70,10 +105,16 @@ def check(work: Path, name: str, path: str, old: str, new: str, tests: list[str]
         raise SystemExit(f"{name}: the pattern occurs {text.count(old)} times in {path}; update the mutation")
     target.write_text(text.replace(old, new))
     env = {**os.environ, "PYTHONPATH": str(work), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.run([sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider", *tests],
-                          cwd=work, env=env, capture_output=True, text=True)
-    failed = [line.split(" - ")[0].replace("FAILED ", "") for line in proc.stdout.splitlines()
-              if line.startswith("FAILED")]
+    proc = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-m", "not slow", "-p", "no:cacheprovider", *tests],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    failed = [
+        line.split(" - ")[0].replace("FAILED ", "") for line in proc.stdout.splitlines() if line.startswith("FAILED")
+    ]
     print(f"{name}: {'CAUGHT by ' + ', '.join(failed) if proc.returncode else 'NOT CAUGHT'}", flush=True)
     return proc.returncode != 0
 

@@ -1,4 +1,5 @@
 """Tests of the TCuP-GAN networks (generator, ConvLSTM, discriminator) on tiny CPU tensors."""
+
 from __future__ import annotations
 
 import pytest
@@ -161,8 +162,10 @@ def test_decoder_reads_the_encoder_h_sequence(j):
     net = TCuPGenerator(4, 3, TINY).eval()
     levels = len(net.encoder)
     captured = {}
-    hooks = [net.encoder[levels - 1 - j].register_forward_hook(lambda m, i, o: captured.__setitem__("h", o[0])),
-             net.decoder[j].register_forward_pre_hook(lambda m, args: captured.__setitem__("u", args[0]))]
+    hooks = [
+        net.encoder[levels - 1 - j].register_forward_hook(lambda m, i, o: captured.__setitem__("h", o[0])),
+        net.decoder[j].register_forward_pre_hook(lambda m, args: captured.__setitem__("u", args[0])),
+    ]
     try:
         net(torch.randn(1, 4, 3, 16, 16))
     finally:
@@ -170,7 +173,7 @@ def test_decoder_reads_the_encoder_h_sequence(j):
             hook.remove()
     skip, decoder_input = captured["h"], captured["u"]
     assert skip.abs().max() > 0
-    torch.testing.assert_close(decoder_input[:, :, -skip.shape[2]:], skip)
+    torch.testing.assert_close(decoder_input[:, :, -skip.shape[2] :], skip)
 
 
 def test_generator_scans_slices_first_to_last():
@@ -207,7 +210,7 @@ def test_init_weights_sets_forget_bias_and_is_reusable():
     net.apply(init_weights)
     lstm = net.encoder[1].lstm
     hidden = lstm.hidden_channels
-    assert torch.all(lstm.conv.bias[hidden: 2 * hidden] == 1.0)
+    assert torch.all(lstm.conv.bias[hidden : 2 * hidden] == 1.0)
     assert torch.all(lstm.conv.bias[:hidden] == 0.0)
     assert torch.all(net.head.bias == 0.0)
 
@@ -238,12 +241,15 @@ def test_generator_under_autocast_is_finite_and_trains():
 
 
 # ---------------------------------------------------------------- discriminator
-@pytest.mark.parametrize("shape, expected", [
-    ((2, 7, 3, 16, 16), (2, 1, 3, 1, 1)),
-    ((1, 7, 1, 16, 16), (1, 1, 1, 1, 1)),
-    ((1, 7, 2, 64, 64), (1, 1, 2, 4, 4)),
-    ((1, 7, 2, 37, 45), (1, 1, 2, 3, 3)),
-])
+@pytest.mark.parametrize(
+    "shape, expected",
+    [
+        ((2, 7, 3, 16, 16), (2, 1, 3, 1, 1)),
+        ((1, 7, 1, 16, 16), (1, 1, 1, 1, 1)),
+        ((1, 7, 2, 64, 64), (1, 1, 2, 4, 4)),
+        ((1, 7, 2, 37, 45), (1, 1, 2, 3, 3)),
+    ],
+)
 def test_discriminator_patch_map_per_slice(shape, expected):
     disc = PatchDiscriminator3D(7).train()
     out = disc(torch.randn(*shape))
@@ -264,15 +270,18 @@ def test_discriminator_layout():
 
 
 # ---------------------------------------------------------------- informative errors
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(input_channels=0, num_classes=3), "input_channels"),
-    (dict(input_channels=4, num_classes=-1), "num_classes"),
-    (dict(input_channels=4, num_classes=3, hidden_channels=()), "empty"),
-    (dict(input_channels=4, num_classes=3, hidden_channels=(16, 0)), "positive"),
-    (dict(input_channels=4, num_classes=3, hidden_channels=(16, 2.5)), "positive"),
-    (dict(input_channels=4, num_classes=3, hidden_channels=16), "sequence"),
-    (dict(input_channels=4, num_classes=3, convlstm_implementation="cuda"), "implementation"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(input_channels=0, num_classes=3), "input_channels"),
+        (dict(input_channels=4, num_classes=-1), "num_classes"),
+        (dict(input_channels=4, num_classes=3, hidden_channels=()), "empty"),
+        (dict(input_channels=4, num_classes=3, hidden_channels=(16, 0)), "positive"),
+        (dict(input_channels=4, num_classes=3, hidden_channels=(16, 2.5)), "positive"),
+        (dict(input_channels=4, num_classes=3, hidden_channels=16), "sequence"),
+        (dict(input_channels=4, num_classes=3, convlstm_implementation="cuda"), "implementation"),
+    ],
+)
 def test_generator_constructor_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         TCuPGenerator(**kwargs)
@@ -288,12 +297,15 @@ def test_generator_input_errors():
         net(torch.randn(1, 4, 0, 8, 8))
 
 
-@pytest.mark.parametrize("kwargs, match", [
-    (dict(input_channels=0), "input_channels"),
-    (dict(input_channels=7, features=()), "empty"),
-    (dict(input_channels=7, features=(16, -2)), "positive"),
-    (dict(input_channels=7, dropout=1.5), "dropout"),
-])
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(input_channels=0), "input_channels"),
+        (dict(input_channels=7, features=()), "empty"),
+        (dict(input_channels=7, features=(16, -2)), "positive"),
+        (dict(input_channels=7, dropout=1.5), "dropout"),
+    ],
+)
 def test_discriminator_constructor_errors(kwargs, match):
     with pytest.raises(ValueError, match=match):
         PatchDiscriminator3D(**kwargs)

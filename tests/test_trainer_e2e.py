@@ -17,6 +17,7 @@ through the environment, a crash right after the checkpoint of an epoch is writt
 Tiny data (5 + 2 cases of 40x40x24 voxels, shared by the three tests) and a 16x32x32 patch keep it to a few
 minutes on 2 CPU cores.
 """
+
 from __future__ import annotations
 
 import json
@@ -42,7 +43,7 @@ DATASET_ID = 611
 TRAINER = "nnUNetTrainerTCuPGAN_tiny"
 SHAPE_XYZ = (40, 40, 24)
 
-PROBE_SOURCE = '''
+PROBE_SOURCE = """
 import os
 import random
 
@@ -107,7 +108,7 @@ class nnUNetTrainerTCuPGAN_probeFinetune(_Probe, nnUNetTrainerTCuPGAN_finetune):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self._shorten()
         self.num_epochs = 2
-'''
+"""
 UNINTERRUPTED = "nnUNetTrainerTCuPGAN_probeUninterrupted"
 INTERRUPTED = "nnUNetTrainerTCuPGAN_probeInterrupted"
 FINETUNE = "nnUNetTrainerTCuPGAN_probeFinetune"
@@ -147,8 +148,11 @@ def reference_run(gli: GLIDataset) -> Path:
 
 
 def _train(env: dict[str, str], dataset_id: int, trainer: str, *extra, check: bool = True, **env_extra):
-    return run_command(["nnUNetv2_train", dataset_id, "3d_fullres", 0, "-tr", trainer, "-device", "cpu", *extra],
-                       env={**env, **{k: str(v) for k, v in env_extra.items()}}, check=check)
+    return run_command(
+        ["nnUNetv2_train", dataset_id, "3d_fullres", 0, "-tr", trainer, "-device", "cpu", *extra],
+        env={**env, **{k: str(v) for k, v in env_extra.items()}},
+        check=check,
+    )
 
 
 def _load(path: Path) -> dict:
@@ -182,7 +186,8 @@ def _check_checkpoint(fold_folder: Path, plans_file: Path, dataset_json: Path) -
     assert checkpoint["current_epoch"] == 2
     plans = PlansManager(str(plans_file))
     network = nnUNetTrainerTCuPGAN.build_network_architecture(
-        plans, plans.get_configuration("3d_fullres"), 4, 3, enable_deep_supervision=False)
+        plans, plans.get_configuration("3d_fullres"), 4, 3, enable_deep_supervision=False
+    )
     assert isinstance(network, TCuPGenerator)
     network.load_state_dict(checkpoint["network_weights"], strict=True)
     for key in GAN_CHECKPOINT_KEYS:
@@ -197,8 +202,33 @@ def _check_checkpoint(fold_folder: Path, plans_file: Path, dataset_json: Path) -
 
 
 def _predict(env: dict[str, str], images: Path, out: Path, *extra) -> None:
-    run_command(["nnUNetv2_predict", "-i", images, "-o", out, "-d", DATASET_ID, "-c", "3d_fullres", "-tr", TRAINER,
-                 "-f", 0, 1, "--save_probabilities", "-device", "cpu", "-npp", 1, "-nps", 1, *extra], env=env)
+    run_command(
+        [
+            "nnUNetv2_predict",
+            "-i",
+            images,
+            "-o",
+            out,
+            "-d",
+            DATASET_ID,
+            "-c",
+            "3d_fullres",
+            "-tr",
+            TRAINER,
+            "-f",
+            0,
+            1,
+            "--save_probabilities",
+            "-device",
+            "cpu",
+            "-npp",
+            1,
+            "-nps",
+            1,
+            *extra,
+        ],
+        env=env,
+    )
 
 
 def test_stock_commands_end_to_end(gli: GLIDataset, tmp_path: Path) -> None:
@@ -206,8 +236,9 @@ def test_stock_commands_end_to_end(gli: GLIDataset, tmp_path: Path) -> None:
     dataset_name = raw.name
 
     for fold in (0, 1):
-        run_command(["nnUNetv2_train", DATASET_ID, "3d_fullres", fold, "-tr", TRAINER, "-device", "cpu", "--npz"],
-                    env=env)
+        run_command(
+            ["nnUNetv2_train", DATASET_ID, "3d_fullres", fold, "-tr", TRAINER, "-device", "cpu", "--npz"], env=env
+        )
     models = model_folder(env, dataset_name, TRAINER)
     _check_checkpoint(models / "fold_0", models / "plans.json", models / "dataset.json")
     for fold in (0, 1):
@@ -215,11 +246,14 @@ def test_stock_commands_end_to_end(gli: GLIDataset, tmp_path: Path) -> None:
         assert sorted(validation.glob("*.npz")), f"--npz wrote no probabilities in {validation}"
 
     # --c on a finished fold: loads checkpoint_final (generator + GAN state), runs no epoch, validates again
-    resumed = run_command(["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-tr", TRAINER, "-device", "cpu", "--c"],
-                          env=env)
+    resumed = run_command(
+        ["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-tr", TRAINER, "-device", "cpu", "--c"], env=env
+    )
     assert "Mean Validation Dice" in resumed.stdout
-    assert torch.load(models / "fold_0" / "checkpoint_final.pth", map_location="cpu",
-                      weights_only=False)["current_epoch"] == 2
+    assert (
+        torch.load(models / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)["current_epoch"]
+        == 2
+    )
 
     images = raw / "imagesTs"
     both, no_tta = tmp_path / "pred_f01", tmp_path / "pred_f01_no_tta"
@@ -238,8 +272,10 @@ def test_stock_commands_end_to_end(gli: GLIDataset, tmp_path: Path) -> None:
         seg = np.asarray(nib.load(str(npz).replace(".npz", ".nii.gz")).dataobj).transpose(2, 1, 0)
         assert np.mean(seg == expected) > 0.99
 
-    run_command(["nnUNetv2_find_best_configuration", DATASET_ID, "-c", "3d_fullres", "-tr", TRAINER, "-f", 0, 1,
-                 "-np", 1], env=env)
+    run_command(
+        ["nnUNetv2_find_best_configuration", DATASET_ID, "-c", "3d_fullres", "-tr", TRAINER, "-f", 0, 1, "-np", 1],
+        env=env,
+    )
     info = json.loads((Path(env["nnUNet_results"]) / dataset_name / "inference_information.json").read_text())
     best = info["best_model_or_ensemble"]
     assert best["selected_model_or_models"][0]["trainer"] == TRAINER
@@ -249,8 +285,22 @@ def test_stock_commands_end_to_end(gli: GLIDataset, tmp_path: Path) -> None:
     _check_segmentations(ensembled, 2)
 
     final = tmp_path / "ensemble_postprocessed"
-    run_command(["nnUNetv2_apply_postprocessing", "-i", ensembled, "-o", final, "-pp_pkl_file",
-                 best["postprocessing_file"], "-np", 1, "-plans_json", best["some_plans_file"]], env=env)
+    run_command(
+        [
+            "nnUNetv2_apply_postprocessing",
+            "-i",
+            ensembled,
+            "-o",
+            final,
+            "-pp_pkl_file",
+            best["postprocessing_file"],
+            "-np",
+            1,
+            "-plans_json",
+            best["some_plans_file"],
+        ],
+        env=env,
+    )
     _check_segmentations(final, 2)
     assert (preprocessed / "splits_final.json").is_file()
 
@@ -259,8 +309,9 @@ def test_interrupted_run_resumes_exactly(gli: GLIDataset, reference_run: Path) -
     env, reference = gli.user_env, reference_run
     resumed = model_folder(env, gli.raw.name, INTERRUPTED) / "fold_0"
 
-    crashed = _train(env, DATASET_ID, INTERRUPTED, check=False, TCUP_TEST_SKIP_VALIDATION=1,
-                     TCUP_TEST_CRASH_AFTER_EPOCH=1)
+    crashed = _train(
+        env, DATASET_ID, INTERRUPTED, check=False, TCUP_TEST_SKIP_VALIDATION=1, TCUP_TEST_CRASH_AFTER_EPOCH=1
+    )
     assert crashed.returncode == 17, crashed.stderr[-2000:]
     assert not (resumed / "checkpoint_final.pth").exists()
     at_crash = _load(resumed / "checkpoint_latest.pth")
@@ -269,16 +320,15 @@ def test_interrupted_run_resumes_exactly(gli: GLIDataset, reference_run: Path) -
     _train(env, DATASET_ID, INTERRUPTED, "--c", TCUP_TEST_SKIP_VALIDATION=1)
     expected, got = _load(reference / "probe_epoch2.pt"), _load(resumed / "probe_epoch2.pt")
     assert got["epoch"] == expected["epoch"] == 2
-    assert got["lr"] == expected["lr"] == pytest.approx(5e-4 * 0.95 ** 2)
-    assert got["lr_discriminator"] == expected["lr_discriminator"] == pytest.approx(1e-4 * 0.95 ** 2)
+    assert got["lr"] == expected["lr"] == pytest.approx(5e-4 * 0.95**2)
+    assert got["lr_discriminator"] == expected["lr_discriminator"] == pytest.approx(1e-4 * 0.95**2)
     _assert_same_tensors(got["discriminator"], expected["discriminator"], "discriminator weights")
     _assert_same_tensors(got["generator"], expected["generator"], "generator weights")
     _assert_same_tensors(got["discriminator"], at_crash["discriminator_weights"], "loaded vs checkpoint")
     for idx, state in expected["discriminator_optimizer"]["state"].items():
         other = got["discriminator_optimizer"]["state"][idx]
         assert float(state["step"]) == float(other["step"]) == 4  # 2 epochs x 2 iterations
-        assert torch.equal(state["exp_avg"], other["exp_avg"]) and torch.equal(state["exp_avg_sq"],
-                                                                               other["exp_avg_sq"])
+        assert torch.equal(state["exp_avg"], other["exp_avg"]) and torch.equal(state["exp_avg_sq"], other["exp_avg_sq"])
     first = _load(reference / "probe_epoch0.pt")["discriminator"]
     assert any(not torch.equal(first[k], v) for k, v in expected["discriminator"].items()), "D never trained"
 

@@ -9,6 +9,7 @@ classes head (``trainers/class_head.py``), writes 2023 labels 0-3 whose saved pr
 predictions are not trivial (an all-background or single-label output fails) and are scored lesion-wise. (Two
 epochs of 4 iterations do not segment well: learning is shown by ``test_trainer_overfit.py`` and the ablation.)
 """
+
 from __future__ import annotations
 
 import json
@@ -36,10 +37,10 @@ def test_classes_formulation_with_the_stock_commands(tmp_path: Path) -> None:
         env[key] = str(tmp_path / key)
     env.update({"nnUNet_compile": "f", "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "MPLBACKEND": "Agg"})
     env = fresh_shell_env(env)
-    raw = make_brats_dataset(env, tmp_path, DATASET_ID, "GLI", n_train=5, n_test=2, shape=SHAPE_XYZ, mode="classes",
-                             test_seg=True)
-    assert json.loads((raw / "dataset.json").read_text())["labels"] == {"background": 0, "NETC": 1, "SNFH": 2,
-                                                                         "ET": 3}
+    raw = make_brats_dataset(
+        env, tmp_path, DATASET_ID, "GLI", n_train=5, n_test=2, shape=SHAPE_XYZ, mode="classes", test_seg=True
+    )
+    assert json.loads((raw / "dataset.json").read_text())["labels"] == {"background": 0, "NETC": 1, "SNFH": 2, "ET": 3}
     plan_and_preprocess(env, DATASET_ID)
     for fold in (0, 1):
         run_command(["nnUNetv2_train", DATASET_ID, "3d_fullres", fold, "-tr", TRAINER, "-device", "cpu"], env=env)
@@ -48,9 +49,32 @@ def test_classes_formulation_with_the_stock_commands(tmp_path: Path) -> None:
     assert "formulation: classes (NETC, SNFH, ET)" in next((models / "fold_0").glob("training_log_*.txt")).read_text()
 
     predictions = tmp_path / "pred"
-    run_command(["nnUNetv2_predict", "-i", raw / "imagesTs", "-o", predictions, "-d", DATASET_ID, "-c", "3d_fullres",
-                 "-tr", TRAINER, "-f", 0, 1, "--save_probabilities", "-device", "cpu", "-npp", 1, "-nps", 1],
-                env=env)
+    run_command(
+        [
+            "nnUNetv2_predict",
+            "-i",
+            raw / "imagesTs",
+            "-o",
+            predictions,
+            "-d",
+            DATASET_ID,
+            "-c",
+            "3d_fullres",
+            "-tr",
+            TRAINER,
+            "-f",
+            0,
+            1,
+            "--save_probabilities",
+            "-device",
+            "cpu",
+            "-npp",
+            1,
+            "-nps",
+            1,
+        ],
+        env=env,
+    )
     files = sorted(predictions.glob("*.nii.gz"))
     assert len(files) == 2
     for f in files:
@@ -67,8 +91,22 @@ def test_classes_formulation_with_the_stock_commands(tmp_path: Path) -> None:
 
     results = tmp_path / "results.csv"
     gt = tmp_path / f"synth_GLI_{DATASET_ID}_test"
-    run_command(["nnunet_tcup", "evaluate", "--gt", gt, "--pred", predictions, "--challenge", "GLI", "-o", results,
-                 "--no-progress"], env=env)
+    run_command(
+        [
+            "nnunet_tcup",
+            "evaluate",
+            "--gt",
+            gt,
+            "--pred",
+            predictions,
+            "--challenge",
+            "GLI",
+            "-o",
+            results,
+            "--no-progress",
+        ],
+        env=env,
+    )
     table = pd.read_csv(results)
     assert sorted(set(table["Labels"])) == ["ET", "TC", "WT"] and len(table) == 6
     assert np.isfinite(table["LesionWise_Score_Dice"]).all()

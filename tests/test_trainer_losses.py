@@ -1,4 +1,5 @@
 """TCuP-GAN losses, input noise and learning-rate schedule (nnunet_tcup.trainers.losses / schedulers)."""
+
 from __future__ import annotations
 
 import math
@@ -55,8 +56,8 @@ def _nested(snfh: int, netc: int, et: int, size: int = 4000) -> torch.Tensor:
     """(1, 3, 1, 1, size) nested region masks WT/TC/ET built from disjoint class counts."""
     labels = torch.zeros(size, dtype=torch.long)
     labels[:et] = 3
-    labels[et:et + netc] = 1
-    labels[et + netc:et + netc + snfh] = 2
+    labels[et : et + netc] = 1
+    labels[et + netc : et + netc + snfh] = 2
     regions = torch.stack([labels > 0, (labels == 1) | (labels == 3), labels == 3]).float()
     return regions.view(1, 3, 1, 1, size)
 
@@ -104,8 +105,12 @@ def test_region_loss_matches_manual_formula_and_is_finite_on_empty_patches(rule)
     target = torch.stack([labels > 0, (labels == 1) | (labels == 3), labels == 3], dim=1).to(torch.int16)
     weights = (disjoint_region_weights if rule == "disjoint" else paper_class_weights)(target.float())
     assert not torch.allclose(weights, torch.ones(3))  # so that dropping the weights is noticed
-    manual = 200 * (F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none")
-                    * weights.view(1, 3, 1, 1, 1)).mean()
+    manual = (
+        200
+        * (
+            F.binary_cross_entropy_with_logits(logits, target.float(), reduction="none") * weights.view(1, 3, 1, 1, 1)
+        ).mean()
+    )
     assert torch.allclose(RegionWeightedBCELoss(weight_rule=rule)(logits, target), manual)
     empty = RegionWeightedBCELoss(weight_rule=rule)(logits.requires_grad_(), torch.zeros_like(target))
     empty.backward()
@@ -137,8 +142,10 @@ def test_class_loss_equals_weighted_bce_on_sigmoid_probabilities():
     masks = one_hot_foreground(labels, 4)
     weights = paper_class_weights(masks).double()
     assert not torch.allclose(weights, torch.ones(3, dtype=torch.float64))
-    manual = 200 * (F.binary_cross_entropy_with_logits(s, masks.double(), reduction="none")
-                    * weights.view(1, 3, 1, 1, 1)).mean()
+    manual = (
+        200
+        * (F.binary_cross_entropy_with_logits(s, masks.double(), reduction="none") * weights.view(1, 3, 1, 1, 1)).mean()
+    )
     assert torch.allclose(ClassWeightedBCELoss()(logits, labels).double(), manual, rtol=1e-5)
 
 
@@ -165,7 +172,7 @@ def test_one_hot_foreground_channels_and_errors():
 
 def test_discriminator_sees_matching_channels_for_prediction_and_ground_truth():
     logits_regions = torch.randn(2, 3, 2, 4, 4)
-    regions = (torch.rand(2, 3, 2, 4, 4) > 0.5)
+    regions = torch.rand(2, 3, 2, 4, 4) > 0.5
     assert prediction_masks(logits_regions, True).shape == target_masks(regions, True, 3).shape == (2, 3, 2, 4, 4)
     s = torch.randn(2, 3, 2, 4, 4)
     logits_labels = SigmoidClassesNetwork(torch.nn.Identity())(s)
@@ -209,7 +216,7 @@ def test_step_decay_schedule_and_state_dict():
         scheduler.step(epoch)
         rates.append(optimizer.param_groups[0]["lr"])
     assert rates[:5] == [5e-4] * 5 and rates[5:10] == [pytest.approx(4.75e-4)] * 5
-    assert rates[10] == pytest.approx(5e-4 * 0.95 ** 2)
+    assert rates[10] == pytest.approx(5e-4 * 0.95**2)
     other = StepDecayLRScheduler(torch.optim.Adam(params, lr=1.0), 1.0, step_size=1, gamma=0.5)
     other.load_state_dict(scheduler.state_dict())
     assert (other.initial_lr, other.step_size, other.gamma) == (5e-4, 5, 0.95)

@@ -5,6 +5,7 @@ classes with different contrasts plus noise), a few dozen Adam steps on CPU, for
 check is the same case without noise, each region's Dice must be high. A network that cannot carry information
 (zeroed skips, reversed recurrence, a loss without signal) does not get there in this budget.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -57,8 +58,17 @@ def _train(formulation: str) -> dict[str, float]:
     image, labels = _case()
     target = _regions(labels) if regions else labels
     for _ in range(STEPS):
-        gan_train_step(generator, discriminator, nonzero_gaussian_noise(image, 0.1), target, loss,
-                       GANTargets(regions, 3 if regions else 4), g_slot, d_slot, contextlib.nullcontext)
+        gan_train_step(
+            generator,
+            discriminator,
+            nonzero_gaussian_noise(image, 0.1),
+            target,
+            loss,
+            GANTargets(regions, 3 if regions else 4),
+            g_slot,
+            d_slot,
+            contextlib.nullcontext,
+        )
     clean, _ = _case(seed=1)
     with torch.no_grad():
         logits = generator.eval()(clean)

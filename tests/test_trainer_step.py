@@ -5,6 +5,7 @@ the generator gets the gradient of ``supervised + BCE(D(x, pred), 1)`` and the d
 ``(BCE(D(x, gt), 1) + BCE(D(x, pred_before_update), 0)) / 2`` (nothing from the generator's loss).
 The DDP test runs two CPU processes (gloo), each with its own data, and checks the replicas stay identical.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -75,10 +76,17 @@ def test_update_rule_matches_reference(regions: bool) -> None:
     d_loss = discriminator_loss(d_ref(torch.cat((data, real), 1)), d_ref(torch.cat((data, fake.detach()), 1)))
     d_grads = _grads(d_loss, d_ref)
 
-    out = gan_train_step(generator, discriminator, data, target, loss_fn, GANTargets(regions, heads),
-                         OptimiserSlot(torch.optim.SGD(generator.parameters(), lr=LR), None, None),
-                         OptimiserSlot(torch.optim.SGD(discriminator.parameters(), lr=LR), None, None),
-                         contextlib.nullcontext)
+    out = gan_train_step(
+        generator,
+        discriminator,
+        data,
+        target,
+        loss_fn,
+        GANTargets(regions, heads),
+        OptimiserSlot(torch.optim.SGD(generator.parameters(), lr=LR), None, None),
+        OptimiserSlot(torch.optim.SGD(discriminator.parameters(), lr=LR), None, None),
+        contextlib.nullcontext,
+    )
     assert all(isinstance(v, torch.Tensor) and v.ndim == 0 for v in out.values())  # no host copy in the step
     assert out["adv_loss"] > 0 and out["disc_loss"] == pytest.approx(d_loss.item(), rel=1e-5)
     host = losses_to_host([out, out])
@@ -122,10 +130,21 @@ def _ddp_worker(rank: int, world_size: int, port: int, out_dir: str) -> None:
         torch.manual_seed(100 + rank)  # different dropout masks and data on each rank
         for step in range(2):
             data, target = _data(True, seed=10 * rank + step)
-            gan_train_step(generator, discriminator, data, target, RegionWeightedBCELoss(), GANTargets(True, 3),
-                           OptimiserSlot(g_opt), OptimiserSlot(d_opt), contextlib.nullcontext)
-        torch.save({"generator": unwrap(generator).state_dict(), "discriminator": unwrap(discriminator).state_dict()},
-                   os.path.join(out_dir, f"rank{rank}.pt"))
+            gan_train_step(
+                generator,
+                discriminator,
+                data,
+                target,
+                RegionWeightedBCELoss(),
+                GANTargets(True, 3),
+                OptimiserSlot(g_opt),
+                OptimiserSlot(d_opt),
+                contextlib.nullcontext,
+            )
+        torch.save(
+            {"generator": unwrap(generator).state_dict(), "discriminator": unwrap(discriminator).state_dict()},
+            os.path.join(out_dir, f"rank{rank}.pt"),
+        )
     finally:
         dist.destroy_process_group()
 

@@ -1,4 +1,5 @@
 """Helpers shared by the trainer tests (tiny synthetic BraTS datasets run through the real nnU-Net commands)."""
+
 from __future__ import annotations
 
 import json
@@ -25,9 +26,18 @@ def fresh_shell_env(env: dict[str, str]) -> dict[str, str]:
     return env
 
 
-def make_brats_dataset(env: dict[str, str], work: Path, dataset_id: int, challenge: str = "GLI",
-                       n_train: int = 6, n_test: int = 0, shape: Sequence[int] = (48, 48, 32),
-                       seed: int = 1, mode: str = "regions", test_seg: bool = False) -> Path:
+def make_brats_dataset(
+    env: dict[str, str],
+    work: Path,
+    dataset_id: int,
+    challenge: str = "GLI",
+    n_train: int = 6,
+    n_test: int = 0,
+    shape: Sequence[int] = (48, 48, 32),
+    seed: int = 1,
+    mode: str = "regions",
+    test_seg: bool = False,
+) -> Path:
     """Synthetic BraTS cases (``nnunet_tcup synth``) converted to ``$nnUNet_raw`` (``nnunet_tcup convert --mode``).
 
     Returns the raw dataset folder. ``shape`` is (x, y, z) in voxels. ``test_seg``: the test cases keep their
@@ -35,15 +45,58 @@ def make_brats_dataset(env: dict[str, str], work: Path, dataset_id: int, challen
     """
     shape_args = [str(s) for s in shape]
     train = work / f"synth_{challenge}_{dataset_id}_train"
-    run_command(["nnunet_tcup", "synth", train, "--challenge", challenge, "--cases", n_train,
-                 "--shape", *shape_args, "--seed", seed], env=env)
-    convert = ["nnunet_tcup", "convert", "--challenge", challenge, "--dataset-id", dataset_id, "--train", train,
-               "--mode", mode, "--num-workers", 1, "--no-progress"]
+    run_command(
+        [
+            "nnunet_tcup",
+            "synth",
+            train,
+            "--challenge",
+            challenge,
+            "--cases",
+            n_train,
+            "--shape",
+            *shape_args,
+            "--seed",
+            seed,
+        ],
+        env=env,
+    )
+    convert = [
+        "nnunet_tcup",
+        "convert",
+        "--challenge",
+        challenge,
+        "--dataset-id",
+        dataset_id,
+        "--train",
+        train,
+        "--mode",
+        mode,
+        "--num-workers",
+        1,
+        "--no-progress",
+    ]
     if n_test:
         test = work / f"synth_{challenge}_{dataset_id}_test"
-        run_command(["nnunet_tcup", "synth", test, "--challenge", challenge, "--cases", n_test, "--shape",
-                     *shape_args, "--seed", seed + 1000, *([] if test_seg else ["--no-seg"]), "--start-index", 900],
-                    env=env)
+        run_command(
+            [
+                "nnunet_tcup",
+                "synth",
+                test,
+                "--challenge",
+                challenge,
+                "--cases",
+                n_test,
+                "--shape",
+                *shape_args,
+                "--seed",
+                seed + 1000,
+                *([] if test_seg else ["--no-seg"]),
+                "--start-index",
+                900,
+            ],
+            env=env,
+        )
         convert += ["--test", test]
     run_command(convert, env=env)
     folders = list(Path(env["nnUNet_raw"]).glob(f"Dataset{dataset_id:03d}_*"))
@@ -65,22 +118,26 @@ def shrink_plans(plans_file: Path, patch: Sequence[int] = TINY_PATCH, batch: int
     plans_file.write_text(json.dumps(plans, indent=2))
 
 
-def plan_and_preprocess(env: dict[str, str], dataset_id: int, patch: Sequence[int] = TINY_PATCH,
-                        batch: int = TINY_BATCH) -> Path:
+def plan_and_preprocess(
+    env: dict[str, str], dataset_id: int, patch: Sequence[int] = TINY_PATCH, batch: int = TINY_BATCH
+) -> Path:
     """``nnUNetv2_plan_and_preprocess -c 3d_fullres`` with one process, then :func:`shrink_plans`.
 
     Returns the preprocessed dataset folder.
     """
-    run_command(["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", 1, "-npfp", 1],
-                env=planning_env(env))
+    run_command(
+        ["nnUNetv2_plan_and_preprocess", "-d", dataset_id, "-c", "3d_fullres", "-np", 1, "-npfp", 1],
+        env=planning_env(env),
+    )
     folders = list(Path(env["nnUNet_preprocessed"]).glob(f"Dataset{dataset_id:03d}_*"))
     assert len(folders) == 1, folders
     shrink_plans(folders[0] / "nnUNetPlans.json", patch, batch)
     return folders[0]
 
 
-def model_folder(env: dict[str, str], dataset_name: str, trainer: str, plans: str = "nnUNetPlans",
-                 configuration: str = "3d_fullres") -> Path:
+def model_folder(
+    env: dict[str, str], dataset_name: str, trainer: str, plans: str = "nnUNetPlans", configuration: str = "3d_fullres"
+) -> Path:
     """``$nnUNet_results/<dataset>/<trainer>__<plans>__<configuration>``."""
     return Path(env["nnUNet_results"]) / dataset_name / f"{trainer}__{plans}__{configuration}"
 
@@ -99,8 +156,11 @@ def with_user_trainer_folder(env: dict[str, str], folders: Iterable[Path]) -> di
 
 def test_shrink_plans_edits_only_patch_and_batch(tmp_path: Path) -> None:
     plans_file = tmp_path / "nnUNetPlans.json"
-    plans_file.write_text(json.dumps({"configurations": {"3d_fullres": {"patch_size": [128, 128, 128],
-                                                                        "batch_size": 2, "spacing": [1, 1, 1]}}}))
+    plans_file.write_text(
+        json.dumps(
+            {"configurations": {"3d_fullres": {"patch_size": [128, 128, 128], "batch_size": 2, "spacing": [1, 1, 1]}}}
+        )
+    )
     shrink_plans(plans_file, (16, 32, 40), 3)
     config = json.loads(plans_file.read_text())["configurations"]["3d_fullres"]
     assert config == {"patch_size": [16, 32, 40], "batch_size": 3, "spacing": [1, 1, 1]}

@@ -3,6 +3,7 @@ datasets, plain and CPU-AMP paths), validation step, checkpoint round trip, logg
 
 The trainer is built from a small hand-written plans dict (no preprocessing needed); the dataloaders are not used.
 """
+
 from __future__ import annotations
 
 import copy
@@ -30,46 +31,87 @@ DATASET = "Dataset987_UnitTCuP"
 
 
 def _plans() -> dict:
-    intensity = {"max": 3.0, "mean": 0.0, "median": 0.0, "min": -3.0, "percentile_00_5": -2.5,
-                 "percentile_99_5": 2.5, "std": 1.0}
+    intensity = {
+        "max": 3.0,
+        "mean": 0.0,
+        "median": 0.0,
+        "min": -3.0,
+        "percentile_00_5": -2.5,
+        "percentile_99_5": 2.5,
+        "std": 1.0,
+    }
     return {
-        "dataset_name": DATASET, "plans_name": "nnUNetPlans",
-        "original_median_spacing_after_transp": [1.0, 1.0, 1.0], "original_median_shape_after_transp": [8, 16, 16],
-        "image_reader_writer": "SimpleITKIO", "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
+        "dataset_name": DATASET,
+        "plans_name": "nnUNetPlans",
+        "original_median_spacing_after_transp": [1.0, 1.0, 1.0],
+        "original_median_shape_after_transp": [8, 16, 16],
+        "image_reader_writer": "SimpleITKIO",
+        "transpose_forward": [0, 1, 2],
+        "transpose_backward": [0, 1, 2],
+        "experiment_planner_used": "ExperimentPlanner",
+        "label_manager": "LabelManager",
         "foreground_intensity_properties_per_channel": {str(i): intensity for i in range(4)},
-        "configurations": {"3d_fullres": {
-            "data_identifier": "nnUNetPlans_3d_fullres", "preprocessor_name": "DefaultPreprocessor",
-            "batch_size": 2, "patch_size": PATCH, "median_image_size_in_voxels": [8, 16, 16],
-            "spacing": [1.0, 1.0, 1.0], "normalization_schemes": ["ZScoreNormalization"] * 4,
-            "use_mask_for_norm": [True] * 4,
-            "resampling_fn_data": "resample_data_or_seg_to_shape", "resampling_fn_seg": "resample_data_or_seg_to_shape",
-            "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
-            "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
-            "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
-            "resampling_fn_probabilities_kwargs": {"is_seg": False, "order": 1, "order_z": 0,
-                                                   "force_separate_z": None},
-            "architecture": {"network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-                             "arch_kwargs": {"n_stages": 2, "features_per_stage": [8, 16],
-                                             "conv_op": "torch.nn.modules.conv.Conv3d",
-                                             "kernel_sizes": [[3, 3, 3], [3, 3, 3]], "strides": [[1, 1, 1], [2, 2, 2]],
-                                             "n_conv_per_stage": [1, 1], "n_conv_per_stage_decoder": [1],
-                                             "conv_bias": True,
-                                             "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
-                                             "norm_op_kwargs": {"eps": 1e-05, "affine": True}, "dropout_op": None,
-                                             "dropout_op_kwargs": None, "nonlin": "torch.nn.LeakyReLU",
-                                             "nonlin_kwargs": {"inplace": True}},
-                             "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"]},
-            "batch_dice": False}},
+        "configurations": {
+            "3d_fullres": {
+                "data_identifier": "nnUNetPlans_3d_fullres",
+                "preprocessor_name": "DefaultPreprocessor",
+                "batch_size": 2,
+                "patch_size": PATCH,
+                "median_image_size_in_voxels": [8, 16, 16],
+                "spacing": [1.0, 1.0, 1.0],
+                "normalization_schemes": ["ZScoreNormalization"] * 4,
+                "use_mask_for_norm": [True] * 4,
+                "resampling_fn_data": "resample_data_or_seg_to_shape",
+                "resampling_fn_seg": "resample_data_or_seg_to_shape",
+                "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
+                "resampling_fn_seg_kwargs": {"is_seg": True, "order": 1, "order_z": 0, "force_separate_z": None},
+                "resampling_fn_probabilities": "resample_data_or_seg_to_shape",
+                "resampling_fn_probabilities_kwargs": {
+                    "is_seg": False,
+                    "order": 1,
+                    "order_z": 0,
+                    "force_separate_z": None,
+                },
+                "architecture": {
+                    "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
+                    "arch_kwargs": {
+                        "n_stages": 2,
+                        "features_per_stage": [8, 16],
+                        "conv_op": "torch.nn.modules.conv.Conv3d",
+                        "kernel_sizes": [[3, 3, 3], [3, 3, 3]],
+                        "strides": [[1, 1, 1], [2, 2, 2]],
+                        "n_conv_per_stage": [1, 1],
+                        "n_conv_per_stage_decoder": [1],
+                        "conv_bias": True,
+                        "norm_op": "torch.nn.modules.instancenorm.InstanceNorm3d",
+                        "norm_op_kwargs": {"eps": 1e-05, "affine": True},
+                        "dropout_op": None,
+                        "dropout_op_kwargs": None,
+                        "nonlin": "torch.nn.LeakyReLU",
+                        "nonlin_kwargs": {"inplace": True},
+                    },
+                    "_kw_requires_import": ["conv_op", "norm_op", "dropout_op", "nonlin"],
+                },
+                "batch_dice": False,
+            }
+        },
         "continue_training": False,
     }
 
 
-REGIONS_JSON = {"channel_names": {"0": "t1n", "1": "t1c", "2": "t2w", "3": "t2f"},
-                "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [1, 3], "enhancing tumor": [3]},
-                "regions_class_order": [2, 1, 3], "numTraining": 2, "file_ending": ".nii.gz"}
-LABELS_JSON = {"channel_names": {"0": "t1n", "1": "t1c", "2": "t2w", "3": "t2f"},
-               "labels": {"background": 0, "NETC": 1, "SNFH": 2, "ET": 3}, "numTraining": 2, "file_ending": ".nii.gz"}
+REGIONS_JSON = {
+    "channel_names": {"0": "t1n", "1": "t1c", "2": "t2w", "3": "t2f"},
+    "labels": {"background": 0, "whole tumor": [1, 2, 3], "tumor core": [1, 3], "enhancing tumor": [3]},
+    "regions_class_order": [2, 1, 3],
+    "numTraining": 2,
+    "file_ending": ".nii.gz",
+}
+LABELS_JSON = {
+    "channel_names": {"0": "t1n", "1": "t1c", "2": "t2w", "3": "t2f"},
+    "labels": {"background": 0, "NETC": 1, "SNFH": 2, "ET": 3},
+    "numTraining": 2,
+    "file_ending": ".nii.gz",
+}
 
 
 @pytest.fixture
@@ -88,8 +130,13 @@ def nnunet_dirs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def _trainer(cls=nnUNetTrainerTCuPGAN_tiny, dataset_json: dict = REGIONS_JSON, fold: int = 0):
     torch.manual_seed(0)
-    trainer = cls(plans=_plans(), configuration="3d_fullres", fold=fold, dataset_json=copy.deepcopy(dataset_json),
-                  device=torch.device("cpu"))
+    trainer = cls(
+        plans=_plans(),
+        configuration="3d_fullres",
+        fold=fold,
+        dataset_json=copy.deepcopy(dataset_json),
+        device=torch.device("cpu"),
+    )
     trainer.initialize()
     return trainer
 
@@ -120,13 +167,14 @@ def test_paper_hyperparameters_and_variants(nnunet_dirs: Path) -> None:
     assert trainer.input_noise_sigma == 0.1 and trainer.bce_scale == 200.0 and trainer.save_every == 1
     assert isinstance(trainer.network, TCuPGenerator) and isinstance(trainer.discriminator, PatchDiscriminator3D)
     assert trainer.discriminator.input_channels == 4 + 3  # image + three region masks
-    assert isinstance(trainer.optimizer, torch.optim.Adam) and isinstance(trainer.optimizer_discriminator,
-                                                                          torch.optim.Adam)
+    assert isinstance(trainer.optimizer, torch.optim.Adam) and isinstance(
+        trainer.optimizer_discriminator, torch.optim.Adam
+    )
     assert isinstance(trainer.loss, RegionWeightedBCELoss)
     # x0.95 every 5 epochs: epochs 0-4 at 5e-4, 5-9 at 4.75e-4, ..., epoch 29 at 5e-4 * 0.95**5
     rates = [trainer.lr_scheduler.lr_at(e) for e in range(30)]
-    assert rates[4] == 5e-4 and rates[5] == pytest.approx(4.75e-4) and rates[29] == pytest.approx(5e-4 * 0.95 ** 5)
-    assert trainer.lr_scheduler_discriminator.lr_at(12) == pytest.approx(1e-4 * 0.95 ** 2)
+    assert rates[4] == 5e-4 and rates[5] == pytest.approx(4.75e-4) and rates[29] == pytest.approx(5e-4 * 0.95**5)
+    assert trainer.lr_scheduler_discriminator.lr_at(12) == pytest.approx(1e-4 * 0.95**2)
     # the base class records init kwargs by signature: no extra __init__ parameters
     assert set(trainer.my_init_kwargs) == {"plans", "configuration", "fold", "dataset_json", "device"}
 
@@ -154,8 +202,9 @@ def test_build_network_architecture_is_static_and_generator_only(nnunet_dirs: Pa
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     plans = PlansManager(_plans())
-    network = nnUNetTrainerTCuPGAN.build_network_architecture(plans, plans.get_configuration("3d_fullres"), 4, 3,
-                                                              enable_deep_supervision=False)
+    network = nnUNetTrainerTCuPGAN.build_network_architecture(
+        plans, plans.get_configuration("3d_fullres"), 4, 3, enable_deep_supervision=False
+    )
     assert isinstance(network, TCuPGenerator)
     assert network(torch.zeros(1, 4, *PATCH)).shape == (1, 3, *PATCH)
     trainer = _trainer()
@@ -173,8 +222,9 @@ def test_classes_formulation_reaches_the_predictor_through_the_saved_plans(nnune
     saved_plans = copy.deepcopy(trainer.plans_manager.plans)  # what nnU-Net writes to the model folder
     assert saved_plans["tcup_gan"]["formulation"] == "classes"
     manager = PlansManager(saved_plans)
-    network = nnUNetTrainerTCuPGAN.build_network_architecture(manager, manager.get_configuration("3d_fullres"), 4, 4,
-                                                              enable_deep_supervision=False)
+    network = nnUNetTrainerTCuPGAN.build_network_architecture(
+        manager, manager.get_configuration("3d_fullres"), 4, 4, enable_deep_supervision=False
+    )
     network.load_state_dict(unwrap(trainer.network).state_dict(), strict=True)
     probabilities = torch.softmax(network(torch.randn(1, 4, *PATCH)), dim=1)
     assert probabilities.shape == (1, 4, *PATCH)
@@ -183,21 +233,27 @@ def test_classes_formulation_reaches_the_predictor_through_the_saved_plans(nnune
 
 
 def test_training_log_names_networks_formulation_and_loss_weights(nnunet_dirs: Path) -> None:
-    for dataset_json, formulation, weights in ((REGIONS_JSON, "regions", "disjoint"),
-                                               (LABELS_JSON, "classes", "paper")):
+    for dataset_json, formulation, weights in (
+        (REGIONS_JSON, "regions", "disjoint"),
+        (LABELS_JSON, "classes", "paper"),
+    ):
         trainer = _trainer(dataset_json=dataset_json)
         log = Path(trainer.log_file).read_text()
         assert "TCuP-GAN generator: " in log and "2,363,651 parameters" in log
-        assert f"discriminator: PatchDiscriminator3D, {sum(p.numel() for p in trainer.discriminator.parameters()):,}" \
+        assert (
+            f"discriminator: PatchDiscriminator3D, {sum(p.numel() for p in trainer.discriminator.parameters()):,}"
             in log
+        )
         assert f"formulation: {formulation}" in log and weights in log and "200 * W * BCE" in log
 
 
-@pytest.mark.parametrize("n_train, n_val, iterations, val_iterations",
-                         [(7, 3, 4, 2), (8, 2, 4, 1), (1000, 251, 500, 50), (1001, 250, 501, 50)])
-def test_epoch_is_one_pass_over_the_training_cases(nnunet_dirs: Path, monkeypatch: pytest.MonkeyPatch,
-                                                   n_train: int, n_val: int, iterations: int,
-                                                   val_iterations: int) -> None:
+@pytest.mark.parametrize(
+    "n_train, n_val, iterations, val_iterations",
+    [(7, 3, 4, 2), (8, 2, 4, 1), (1000, 251, 500, 50), (1001, 250, 501, 50)],
+)
+def test_epoch_is_one_pass_over_the_training_cases(
+    nnunet_dirs: Path, monkeypatch: pytest.MonkeyPatch, n_train: int, n_val: int, iterations: int, val_iterations: int
+) -> None:
     """The real trainer's epoch arithmetic (batch size 2 from the plans): ceil(n_train / 2) iterations."""
     from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 
@@ -223,7 +279,8 @@ def test_train_step_updates_both_networks(nnunet_dirs: Path, dataset_json: dict)
     assert any(not torch.equal(v, trainer.discriminator.state_dict()[k]) for k, v in d_before.items())
     trainer.on_train_epoch_end(outputs)
     assert trainer.logger.get_value("train_adv_losses", step=0) == pytest.approx(
-        np.mean([o["adv_loss"] for o in outputs]))
+        np.mean([o["adv_loss"] for o in outputs])
+    )
     with torch.no_grad():
         trainer.on_validation_epoch_start()
         val = trainer.validation_step(_batch(regions, seed=5))
@@ -234,8 +291,8 @@ def test_train_step_amp_path_with_two_grad_scalers(nnunet_dirs: Path) -> None:
     """The CUDA AMP code path (autocast + one GradScaler per optimiser), exercised on CPU with bfloat16."""
     trainer = _trainer()
     trainer._autocast = lambda: torch.autocast("cpu", dtype=torch.bfloat16)
-    trainer.grad_scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
-    trainer.grad_scaler_discriminator = torch.amp.GradScaler("cpu", init_scale=2.0 ** 8)
+    trainer.grad_scaler = torch.amp.GradScaler("cpu", init_scale=2.0**8)
+    trainer.grad_scaler_discriminator = torch.amp.GradScaler("cpu", init_scale=2.0**8)
     d_before = _state_copy(trainer.discriminator)
     trainer.on_train_epoch_start()
     out = trainer.train_step(_batch(True))
@@ -250,7 +307,7 @@ def test_each_grad_scaler_serves_its_own_optimiser(nnunet_dirs: Path) -> None:
 
     class RecordingScaler(torch.amp.GradScaler):
         def __init__(self, name: str):
-            super().__init__("cpu", init_scale=2.0 ** 4)
+            super().__init__("cpu", init_scale=2.0**4)
             self.name = name
 
         def step(self, optimizer, *args, **kwargs):
@@ -292,16 +349,18 @@ def test_checkpoint_round_trip_restores_gan_state(nnunet_dirs: Path, tmp_path: P
     assert restored.current_epoch == 2
     for name, tensor in unwrap(trainer.discriminator).state_dict().items():
         assert torch.equal(tensor, restored.discriminator.state_dict()[name]), name
-    saved_opt, loaded_opt = (trainer.optimizer_discriminator.state_dict(),
-                             restored.optimizer_discriminator.state_dict())
+    saved_opt, loaded_opt = (
+        trainer.optimizer_discriminator.state_dict(),
+        restored.optimizer_discriminator.state_dict(),
+    )
     assert saved_opt["param_groups"][0]["lr"] == loaded_opt["param_groups"][0]["lr"] == pytest.approx(1e-4 * 0.95)
     for idx, state in saved_opt["state"].items():
         assert torch.equal(state["exp_avg"], loaded_opt["state"][idx]["exp_avg"])
         assert float(state["step"]) == float(loaded_opt["state"][idx]["step"]) == 2
     assert restored.lr_scheduler.state_dict()["step_size"] == 1
     restored.on_train_epoch_start()
-    assert restored.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * 0.95 ** 2)
-    assert restored.optimizer_discriminator.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.95 ** 2)
+    assert restored.optimizer.param_groups[0]["lr"] == pytest.approx(5e-4 * 0.95**2)
+    assert restored.optimizer_discriminator.param_groups[0]["lr"] == pytest.approx(1e-4 * 0.95**2)
 
     # a dict is accepted too (nnU-Net 2.8.1's own load_checkpoint only reads paths)
     again = _trainer(fold=0)
@@ -330,14 +389,16 @@ def test_checkpoint_without_gan_state_keeps_fresh_discriminator(nnunet_dirs: Pat
 def test_ignore_label_is_rejected_with_a_clear_error(nnunet_dirs: Path) -> None:
     dataset_json = copy.deepcopy(LABELS_JSON)
     dataset_json["labels"]["ignore"] = 4
-    trainer = nnUNetTrainerTCuPGAN_tiny(plans=_plans(), configuration="3d_fullres", fold=0,
-                                        dataset_json=dataset_json, device=torch.device("cpu"))
+    trainer = nnUNetTrainerTCuPGAN_tiny(
+        plans=_plans(), configuration="3d_fullres", fold=0, dataset_json=dataset_json, device=torch.device("cpu")
+    )
     with pytest.raises(ValueError, match="ignore label"):
         trainer.initialize()
 
 
-def test_train_step_adds_paper_noise_but_validation_does_not(nnunet_dirs: Path,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_train_step_adds_paper_noise_but_validation_does_not(
+    nnunet_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     import nnunet_tcup.trainers.nnUNetTrainerTCuPGAN as module
 
     calls = []
@@ -362,8 +423,11 @@ def test_2d_configuration_is_rejected_with_a_clear_error() -> None:
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     plans = _plans()
-    plans["configurations"]["2d"] = {**copy.deepcopy(plans["configurations"]["3d_fullres"]),
-                                     "data_identifier": "nnUNetPlans_2d", "patch_size": [16, 16]}
+    plans["configurations"]["2d"] = {
+        **copy.deepcopy(plans["configurations"]["3d_fullres"]),
+        "data_identifier": "nnUNetPlans_2d",
+        "patch_size": [16, 16],
+    }
     manager = PlansManager(plans)
     with pytest.raises(ValueError, match="3D configuration"):
         nnUNetTrainerTCuPGAN.build_network_architecture(manager, manager.get_configuration("2d"), 4, 3, False)

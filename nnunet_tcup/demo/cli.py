@@ -80,6 +80,13 @@ def register(subparsers) -> None:
     )
     p.add_argument("--dataset-id", type=int, default=None, help="nnU-Net dataset id (default 901)")
     p.add_argument(
+        "--dataset-mode",
+        choices=("classes", "regions"),
+        default=None,
+        help="nnunet_tcup convert --mode: classes (default; the paper's NETC / SNFH / ET sigmoid outputs and its "
+        "label rule) or regions (WT / TC / ET)",
+    )
+    p.add_argument(
         "--baseline",
         action="store_true",
         help="also train stock nnU-Net (nnUNetTrainer) with the same budget and report it side by side",
@@ -156,6 +163,7 @@ def run_demo(args: argparse.Namespace) -> int:
         seed=args.seed,
         challenge=args.challenge,
         dataset_id=args.dataset_id,
+        dataset_mode=args.dataset_mode,
     )
     work_dir = Path(args.work_dir).expanduser().resolve()
     nnunet_dirs = None

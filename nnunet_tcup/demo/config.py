@@ -1,5 +1,6 @@
 """Demo settings: the presets (smoke, quick, full), user overrides, and the check that a work dir is reused with
 the same settings. Light module (no torch / nnU-Net imports)."""
+
 from __future__ import annotations
 
 import json
@@ -43,8 +44,11 @@ class TrainingBudget:
 
     def as_environment(self) -> dict[str, str]:
         """The environment variables that make the demo trainers use this budget."""
-        return {ENV_EPOCHS: str(self.epochs), ENV_ITERATIONS: str(self.iterations),
-                ENV_VAL_ITERATIONS: str(self.val_iterations)}
+        return {
+            ENV_EPOCHS: str(self.epochs),
+            ENV_ITERATIONS: str(self.iterations),
+            ENV_VAL_ITERATIONS: str(self.val_iterations),
+        }
 
     @classmethod
     def from_environment(cls, environ: Mapping[str, str] | None = None) -> TrainingBudget:
@@ -52,8 +56,11 @@ class TrainingBudget:
         environ = os.environ if environ is None else environ
         default = cls()
         values = {}
-        for field_name, key in (("epochs", ENV_EPOCHS), ("iterations", ENV_ITERATIONS),
-                                ("val_iterations", ENV_VAL_ITERATIONS)):
+        for field_name, key in (
+            ("epochs", ENV_EPOCHS),
+            ("iterations", ENV_ITERATIONS),
+            ("val_iterations", ENV_VAL_ITERATIONS),
+        ):
             raw = environ.get(key)
             if raw is None or raw.strip() == "":
                 values[field_name] = getattr(default, field_name)
@@ -67,8 +74,10 @@ class TrainingBudget:
         return cls(**values)
 
     def describe(self) -> str:
-        return (f"{self.epochs} epochs x {self.iterations} iterations "
-                f"(+{self.val_iterations} validation iterations per epoch)")
+        return (
+            f"{self.epochs} epochs x {self.iterations} iterations "
+            f"(+{self.val_iterations} validation iterations per epoch)"
+        )
 
 
 @dataclass(frozen=True)
@@ -129,20 +138,33 @@ class DemoSettings:
     def describe(self) -> str:
         shape = "x".join(map(str, self.shape)) if self.shape else "240x240x155"
         budget = self.budget.describe() if self.budget else "the trainer's own (paper) schedule"
-        return (f"{self.mode}: {self.train_cases} training + {self.test_cases} held-out synthetic {self.challenge} "
-                f"cases of {shape} voxels ({self.dataset_mode} dataset); {self.trainer}, {budget}; "
-                f"folds {' '.join(map(str, self.folds))}")
+        return (
+            f"{self.mode}: {self.train_cases} training + {self.test_cases} held-out synthetic {self.challenge} "
+            f"cases of {shape} voxels ({self.dataset_mode} dataset); {self.trainer}, {budget}; "
+            f"folds {' '.join(map(str, self.folds))}"
+        )
 
 
 #: Presets. smoke: seconds-to-minutes for CI. quick: the default, a CPU-sized run (<= 20 min on 2 cores).
 #: full: the paper's recipe (full-size volumes, 5 folds, nnUNetTrainerTCuPGAN's own schedule) for a GPU.
 PRESETS: dict[str, dict] = {
-    "smoke": dict(train_cases=5, test_cases=2, shape=(32, 32, 24), folds=(0, 1),
-                  budget=TrainingBudget(epochs=2, iterations=3, val_iterations=1)),
-    "quick": dict(train_cases=16, test_cases=6, shape=(64, 64, 48), folds=(0, 1),
-                  budget=TrainingBudget(epochs=6, iterations=25, val_iterations=3)),
-    "full": dict(train_cases=60, test_cases=10, shape=None, folds=(0, 1, 2, 3, 4), trainer=TCUPGAN_TRAINER,
-                 budget=None),
+    "smoke": dict(
+        train_cases=5,
+        test_cases=2,
+        shape=(32, 32, 24),
+        folds=(0, 1),
+        budget=TrainingBudget(epochs=2, iterations=3, val_iterations=1),
+    ),
+    "quick": dict(
+        train_cases=16,
+        test_cases=6,
+        shape=(64, 64, 48),
+        folds=(0, 1),
+        budget=TrainingBudget(epochs=6, iterations=25, val_iterations=3),
+    ),
+    "full": dict(
+        train_cases=60, test_cases=10, shape=None, folds=(0, 1, 2, 3, 4), trainer=TCUPGAN_TRAINER, budget=None
+    ),
 }
 
 
@@ -152,10 +174,12 @@ def make_settings(mode: str, **overrides) -> DemoSettings:
     if mode not in PRESETS:
         raise ValueError(f"demo mode {mode!r}: expected one of {', '.join(PRESETS)}")
     values = dict(PRESETS[mode])
-    budget_overrides = {k: overrides.pop(k) for k in ("epochs", "iterations", "val_iterations")
-                        if overrides.get(k) is not None}
-    overrides = {k: v for k, v in overrides.items() if v is not None and k not in ("epochs", "iterations",
-                                                                                  "val_iterations")}
+    budget_overrides = {
+        k: overrides.pop(k) for k in ("epochs", "iterations", "val_iterations") if overrides.get(k) is not None
+    }
+    overrides = {
+        k: v for k, v in overrides.items() if v is not None and k not in ("epochs", "iterations", "val_iterations")
+    }
     values.update(overrides)
     if "shape" in values and values["shape"] is not None:
         values["shape"] = tuple(int(s) for s in values["shape"])
@@ -176,8 +200,10 @@ def check_work_dir_settings(work_dir: Path, settings: DemoSettings) -> None:
     path = Path(work_dir) / SETTINGS_FILE
     current = settings.to_json()
     if not path.is_file() and Path(work_dir).is_dir() and any(Path(work_dir).iterdir()):
-        raise ValueError(f"work dir {work_dir} is not empty and holds no demo run ({SETTINGS_FILE} missing); "
-                         f"choose a new or empty folder so that nothing of yours is overwritten")
+        raise ValueError(
+            f"work dir {work_dir} is not empty and holds no demo run ({SETTINGS_FILE} missing); "
+            f"choose a new or empty folder so that nothing of yours is overwritten"
+        )
     if not path.is_file():
         from nnunet_tcup.io_utils import write_json_atomic
 
@@ -188,9 +214,11 @@ def check_work_dir_settings(work_dir: Path, settings: DemoSettings) -> None:
         recorded = json.loads(path.read_text())
     except (OSError, ValueError) as e:
         raise ValueError(f"{path}: cannot read the settings of the earlier demo run ({e})") from e
-    differences = [f"{key}: {recorded.get(key)!r} -> {current[key]!r}" for key in current
-                   if recorded.get(key) != current[key]]
+    differences = [
+        f"{key}: {recorded.get(key)!r} -> {current[key]!r}" for key in current if recorded.get(key) != current[key]
+    ]
     if differences:
         raise ValueError(
             f"work dir {work_dir} holds a demo run with other settings ({'; '.join(differences)}). "
-            f"Use another --work-dir, or repeat the earlier settings to resume that run.")
+            f"Use another --work-dir, or repeat the earlier settings to resume that run."
+        )

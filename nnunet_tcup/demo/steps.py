@@ -172,6 +172,8 @@ def build_steps(paths: DemoPaths, device: str, baseline: bool, num_processes: in
                 s.challenge,
                 "--dataset-id",
                 s.dataset_id,
+                "--mode",
+                s.dataset_mode,
                 "--train",
                 paths.brats_train,
                 "--test",

@@ -11,6 +11,7 @@ A checkpoint is saved after every epoch so an interrupted demo resumes (``nnUNet
 stopped. nnU-Net finds the classes through the re-export shim in ``nnunet_tcup/demo/nnunet_ext``, which the demo
 adds to ``nnUNet_extTrainer`` for its subprocesses (see :func:`nnunet_tcup.demo.steps.subprocess_environment`).
 """
+
 from __future__ import annotations
 
 import torch
@@ -33,8 +34,14 @@ def _apply_budget(trainer: nnUNetTrainer) -> None:
 class nnUNetTrainerTCuPGAN_demo(nnUNetTrainerTCuPGAN):
     """nnUNetTrainerTCuPGAN with the demo's training length (``NNUNET_TCUP_DEMO_*`` environment variables)."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         _apply_budget(self)
 
@@ -42,7 +49,13 @@ class nnUNetTrainerTCuPGAN_demo(nnUNetTrainerTCuPGAN):
 class nnUNetTrainer_demo(nnUNetTrainer):
     """Stock nnUNetTrainer with the demo's training length: the baseline given the same budget as TCuP-GAN."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         _apply_budget(self)

@@ -7,6 +7,7 @@ and transfer: ``_finetune``, ``_tiny``, ``_5epochs``; ablation: ``_DiceBCE``, ``
 ``nnUNet_extTrainer`` by the package's ``.pth`` hook). Nothing is imported here so that ``import
 nnunet_tcup.trainers`` stays light.
 """
+
 from __future__ import annotations
 
 __all__: list[str] = []

@@ -16,6 +16,7 @@ Where it acts: inside the network's forward; nothing is written into nnunetv2. T
 the plans it saves to the model folder (``plans["tcup_gan"]["formulation"]``), which the predictor passes back to
 :func:`build_tcup_network`.
 """
+
 from __future__ import annotations
 
 import torch
@@ -44,7 +45,9 @@ class SigmoidClassesNetwork(nn.Module):
     @property
     def head(self) -> nn.Module:
         """The generator's last layer (the ``s_k`` logits)."""
-        return self.generator.head
+        head = self.generator.head
+        assert isinstance(head, nn.Module)
+        return head
 
 
 def plans_formulation(plans: dict) -> str:
@@ -70,11 +73,14 @@ def build_tcup_network(num_input_channels: int, num_output_channels: int, formul
     if formulation == "regions":
         return TCuPGenerator(num_input_channels, num_output_channels)
     if num_output_channels < 2:
-        raise ValueError(f"classes formulation needs background + at least one class, got {num_output_channels} "
-                         f"output channels")
+        raise ValueError(
+            f"classes formulation needs background + at least one class, got {num_output_channels} output channels"
+        )
     return SigmoidClassesNetwork(TCuPGenerator(num_input_channels, num_output_channels - 1))
 
 
 def output_head(network: nn.Module) -> nn.Module:
     """The last conv giving the sigmoid logits (regions: the generator's head; classes: the wrapped one's)."""
-    return network.head
+    head = network.head
+    assert isinstance(head, nn.Module), f"{type(network).__name__} has no output head"
+    return head

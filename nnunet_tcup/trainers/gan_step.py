@@ -12,6 +12,7 @@ Works with plain modules, ``torch.compile``-d ones and ``DistributedDataParallel
 AMP: everything inside ``autocast`` produces logits; losses are computed in fp32 with ``BCEWithLogits``; each network
 has its own optimiser and its own ``GradScaler`` (or none on CPU), with unscale before gradient clipping.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -88,11 +89,18 @@ def backward_and_step(loss: torch.Tensor, module: nn.Module, slot: OptimiserSlot
         slot.optimizer.step()
 
 
-def gan_train_step(generator: nn.Module, discriminator: nn.Module, data: torch.Tensor, target: torch.Tensor,
-                   supervised_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor], targets: GANTargets,
-                   generator_slot: OptimiserSlot, discriminator_slot: OptimiserSlot,
-                   autocast: Callable[[], AbstractContextManager],
-                   adversarial_weight: float = 1.0) -> dict[str, torch.Tensor]:
+def gan_train_step(
+    generator: nn.Module,
+    discriminator: nn.Module,
+    data: torch.Tensor,
+    target: torch.Tensor,
+    supervised_loss: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    targets: GANTargets,
+    generator_slot: OptimiserSlot,
+    discriminator_slot: OptimiserSlot,
+    autocast: Callable[[], AbstractContextManager],
+    adversarial_weight: float = 1.0,
+) -> dict[str, torch.Tensor]:
     """Run one generator update then one discriminator update; return the three loss values (detached 0-d tensors).
 
     ``data``: ``(B, C_in, D, H, W)`` network input; ``target``: nnU-Net target (region masks ``(B, R, ...)`` or label

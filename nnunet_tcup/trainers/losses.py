@@ -30,6 +30,7 @@ The discriminator sees ``cat(image, mask)``: the mask is the per-channel probabi
 the region logits, or ``P_k``) against the region masks / one-hot classes of the ground truth (same channels).
 Adversarial terms are ``BCEWithLogits`` against all-ones / all-zeros (logits everywhere: safe under CUDA autocast).
 """
+
 from __future__ import annotations
 
 import torch
@@ -197,8 +198,7 @@ def discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> 
     return 0.5 * (adversarial_loss(real_logits, True) + adversarial_loss(fake_logits, False))
 
 
-def nonzero_gaussian_noise(data: torch.Tensor, sigma: float,
-                           generator: torch.Generator | None = None) -> torch.Tensor:
+def nonzero_gaussian_noise(data: torch.Tensor, sigma: float, generator: torch.Generator | None = None) -> torch.Tensor:
     """Add N(0, sigma^2) noise to every channel of voxels where any channel is non-zero (paper: non-background).
 
     ``data``: ``(B, C, *spatial)``. Voxels that are 0 in all channels (background after nnU-Net's masking, padding)

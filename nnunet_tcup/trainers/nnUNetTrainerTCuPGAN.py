@@ -39,11 +39,13 @@ kept. What changes, following the paper (section 4.2):
 Logged per epoch (``progress.png``): supervised train/val loss, the generator's adversarial loss, the discriminator
 loss, both learning rates.
 """
+
 from __future__ import annotations
 
 import math
 import os
 import tempfile
+from typing import Any
 
 import numpy as np
 import torch
@@ -80,8 +82,14 @@ GAN_CHECKPOINT_KEYS = (
 class nnUNetTrainerTCuPGAN(nnUNetTrainer):
     """TCuP-GAN training with the paper's hyper-parameters (attributes set in ``__init__``, see module docstring)."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         # paper, section 4.2
         self.initial_lr = 5e-4
@@ -104,9 +112,10 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
         self.save_every = 1
         self.enable_deep_supervision = False
 
-        self.discriminator: nn.Module | None = None
-        self.optimizer_discriminator: torch.optim.Optimizer | None = None
-        self.lr_scheduler_discriminator: StepDecayLRScheduler | None = None
+        # built in initialize() / configure_optimizers(), like nnU-Net's own network and optimizer attributes
+        self.discriminator: nn.Module = None  # type: ignore[assignment]
+        self.optimizer_discriminator: torch.optim.Optimizer = None  # type: ignore[assignment]
+        self.lr_scheduler_discriminator: StepDecayLRScheduler = None  # type: ignore[assignment]
         self.grad_scaler_discriminator = torch.amp.GradScaler("cuda") if self.device.type == "cuda" else None
         self.logger.local_logger = TCuPGANLocalLogger()
         # saved with the plans into the model folder, read back by build_network_architecture at prediction time
@@ -119,11 +128,13 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
 
     # ------------------------------------------------------------------ networks
     @staticmethod
-    def build_network_architecture(plans_manager: PlansManager,
-                                   configuration_manager: ConfigurationManager,
-                                   num_input_channels: int,
-                                   num_output_channels: int,
-                                   enable_deep_supervision: bool = True) -> nn.Module:
+    def build_network_architecture(
+        plans_manager: PlansManager,
+        configuration_manager: ConfigurationManager,
+        num_input_channels: int,
+        num_output_channels: int,
+        enable_deep_supervision: bool = True,
+    ) -> nn.Module:
         """The TCuP-GAN generator (paper widths); single logits output, so ``enable_deep_supervision`` is ignored.
 
         Regions: one logit per region. Classes (recorded in the plans by the trainer): the generator's
@@ -132,18 +143,23 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
         """
         patch_size = configuration_manager.patch_size
         if len(patch_size) != 3:
-            raise ValueError(f"TCuP-GAN needs a 3D configuration (e.g. 3d_fullres); configuration "
-                             f"'{configuration_manager.data_identifier}' has patch size {patch_size}")
+            raise ValueError(
+                f"TCuP-GAN needs a 3D configuration (e.g. 3d_fullres); configuration "
+                f"'{configuration_manager.data_identifier}' has patch size {patch_size}"
+            )
         return build_tcup_network(num_input_channels, num_output_channels, plans_formulation(plans_manager.plans))
 
     @staticmethod
-    def build_discriminator(num_input_channels: int, num_mask_channels: int,
-                            features: tuple[int, ...] = (16, 32, 64, 128), dropout: float = 0.2) -> nn.Module:
+    def build_discriminator(
+        num_input_channels: int,
+        num_mask_channels: int,
+        features: tuple[int, ...] = (16, 32, 64, 128),
+        dropout: float = 0.2,
+    ) -> nn.Module:
         """3D PatchGAN on ``cat(image, mask)``: ``num_input_channels + num_mask_channels`` inputs, logits out."""
         from nnunet_tcup.network_architecture import PatchDiscriminator3D
 
-        return PatchDiscriminator3D(num_input_channels + num_mask_channels, features=tuple(features),
-                                    dropout=dropout)
+        return PatchDiscriminator3D(num_input_channels + num_mask_channels, features=tuple(features), dropout=dropout)
 
     def set_deep_supervision_enabled(self, enabled: bool) -> None:
         """No-op: the generator has a single output (nnU-Net calls this around validation)."""
@@ -156,32 +172,49 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
 
     def initialize(self) -> None:
         if self.label_manager.has_ignore_label:
-            raise ValueError(f"nnUNetTrainerTCuPGAN does not support datasets with an ignore label "
-                             f"(dataset.json of {self.plans_manager.dataset_name} defines 'ignore')")
+            raise ValueError(
+                f"nnUNetTrainerTCuPGAN does not support datasets with an ignore label "
+                f"(dataset.json of {self.plans_manager.dataset_name} defines 'ignore')"
+            )
         super().initialize()  # generator, its optimiser/scheduler, DDP wrapping, loss
         discriminator = self.build_discriminator(
             self.num_input_channels,
             num_mask_channels(self.label_manager.num_segmentation_heads, self.label_manager.has_regions),
-            self.discriminator_features, self.discriminator_dropout).to(self.device)
-        self.optimizer_discriminator, self.lr_scheduler_discriminator = \
-            self.configure_discriminator_optimizer(discriminator)
+            self.discriminator_features,
+            self.discriminator_dropout,
+        ).to(self.device)
+        self.optimizer_discriminator, self.lr_scheduler_discriminator = self.configure_discriminator_optimizer(
+            discriminator
+        )
         if self.is_ddp:
             discriminator = DDP(discriminator, device_ids=[self.local_rank])
         self.discriminator = discriminator
         self.log_training_setup()
-        self.logger.update_config({"gan_hparas": {
-            "initial_lr_discriminator": self.initial_lr_discriminator,
-            "lr_decay_gamma": self.lr_decay_gamma, "lr_decay_every_epochs": self.lr_decay_every_epochs,
-            "adam_betas": list(self.adam_betas), "bce_scale": self.bce_scale,
-            "adversarial_weight": self.adversarial_weight, "input_noise_sigma": self.input_noise_sigma,
-            "formulation": self.formulation, "region_weight_rule": self.region_weight_rule,
-            "grad_clip_norm": self.grad_clip_norm}})
+        self.logger.update_config(
+            {
+                "gan_hparas": {
+                    "initial_lr_discriminator": self.initial_lr_discriminator,
+                    "lr_decay_gamma": self.lr_decay_gamma,
+                    "lr_decay_every_epochs": self.lr_decay_every_epochs,
+                    "adam_betas": list(self.adam_betas),
+                    "bce_scale": self.bce_scale,
+                    "adversarial_weight": self.adversarial_weight,
+                    "input_noise_sigma": self.input_noise_sigma,
+                    "formulation": self.formulation,
+                    "region_weight_rule": self.region_weight_rule,
+                    "grad_clip_norm": self.grad_clip_norm,
+                }
+            }
+        )
 
     def describe_training(self) -> list[str]:
         """Lines naming the networks (class, parameter count), the formulation and the loss weights."""
         generator, discriminator = unwrap(self.network), unwrap(self.discriminator)
-        weights = ("paper W_c = 1 - n_c / sum n (one-hot classes)" if self.formulation == "classes" else
-                   f"{self.region_weight_rule} rule on the regions (see nnunet_tcup.trainers.losses)")
+        weights = (
+            "paper W_c = 1 - n_c / sum n (one-hot classes)"
+            if self.formulation == "classes"
+            else f"{self.region_weight_rule} rule on the regions (see nnunet_tcup.trainers.losses)"
+        )
         return [
             f"TCuP-GAN generator: {type(generator).__name__}, {count_parameters(generator):,} parameters",
             f"TCuP-GAN discriminator: {type(discriminator).__name__}, {count_parameters(discriminator):,} parameters",
@@ -204,16 +237,22 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
             self.print_to_log_file(line)
 
     def configure_optimizers(self):
-        optimizer = torch.optim.Adam(self.network.parameters(), lr=self.initial_lr, betas=self.adam_betas,
-                                     weight_decay=self.weight_decay)
+        optimizer = torch.optim.Adam(
+            self.network.parameters(), lr=self.initial_lr, betas=self.adam_betas, weight_decay=self.weight_decay
+        )
         scheduler = StepDecayLRScheduler(optimizer, self.initial_lr, self.lr_decay_every_epochs, self.lr_decay_gamma)
         return optimizer, scheduler
 
     def configure_discriminator_optimizer(self, discriminator: nn.Module):
-        optimizer = torch.optim.Adam(discriminator.parameters(), lr=self.initial_lr_discriminator,
-                                     betas=self.adam_betas, weight_decay=self.weight_decay)
-        scheduler = StepDecayLRScheduler(optimizer, self.initial_lr_discriminator, self.lr_decay_every_epochs,
-                                         self.lr_decay_gamma)
+        optimizer = torch.optim.Adam(
+            discriminator.parameters(),
+            lr=self.initial_lr_discriminator,
+            betas=self.adam_betas,
+            weight_decay=self.weight_decay,
+        )
+        scheduler = StepDecayLRScheduler(
+            optimizer, self.initial_lr_discriminator, self.lr_decay_every_epochs, self.lr_decay_gamma
+        )
         return optimizer, scheduler
 
     def _build_loss(self) -> nn.Module:
@@ -234,11 +273,14 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
             tr_keys, val_keys = self.do_split()
             global_batch = self.configuration_manager.batch_size
             self.num_iterations_per_epoch = max(1, math.ceil(len(tr_keys) / global_batch))
-            self.num_val_iterations_per_epoch = max(1, min(self.max_val_iterations_per_epoch,
-                                                           math.ceil(len(val_keys) / global_batch)))
-        self.print_to_log_file(f"TCuP-GAN: {self.num_epochs} epochs x {self.num_iterations_per_epoch} training "
-                               f"iterations ({self.num_val_iterations_per_epoch} validation iterations), batch size "
-                               f"{self.configuration_manager.batch_size}")
+            self.num_val_iterations_per_epoch = max(
+                1, min(self.max_val_iterations_per_epoch, math.ceil(len(val_keys) / global_batch))
+            )
+        self.print_to_log_file(
+            f"TCuP-GAN: {self.num_epochs} epochs x {self.num_iterations_per_epoch} training "
+            f"iterations ({self.num_val_iterations_per_epoch} validation iterations), batch size "
+            f"{self.configuration_manager.batch_size}"
+        )
         super().on_train_start()
 
     def on_train_epoch_start(self) -> None:
@@ -257,11 +299,17 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
         target = target.to(self.device, non_blocking=True)
         data = nonzero_gaussian_noise(data, self.input_noise_sigma)
         return gan_train_step(
-            self.network, self.discriminator, data, target, self.loss,
+            self.network,
+            self.discriminator,
+            data,
+            target,
+            self.loss,
             GANTargets(self.label_manager.has_regions, self.label_manager.num_segmentation_heads),
             OptimiserSlot(self.optimizer, self.grad_scaler, self.grad_clip_norm),
             OptimiserSlot(self.optimizer_discriminator, self.grad_scaler_discriminator, self.grad_clip_norm),
-            self._autocast, self.adversarial_weight)
+            self._autocast,
+            self.adversarial_weight,
+        )
 
     def on_train_epoch_end(self, train_outputs: list[dict]) -> None:
         train_outputs = losses_to_host(train_outputs)  # one device -> host copy per epoch, not per step
@@ -269,7 +317,7 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
         outputs = collate_outputs(train_outputs)
         for key, log_key in (("adv_loss", "train_adv_losses"), ("disc_loss", "train_disc_losses")):
             if self.is_ddp:
-                gathered = [None] * dist.get_world_size()
+                gathered: list[Any] = [None] * dist.get_world_size()
                 dist.all_gather_object(gathered, outputs[key])
                 value = float(np.mean(np.concatenate([np.ravel(g) for g in gathered])))
             else:
@@ -277,7 +325,8 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
             self.logger.log(log_key, value, self.current_epoch)
         self.print_to_log_file(
             f"generator adversarial loss {np.round(self.logger.get_value('train_adv_losses', step=-1), 4)}, "
-            f"discriminator loss {np.round(self.logger.get_value('train_disc_losses', step=-1), 4)}")
+            f"discriminator loss {np.round(self.logger.get_value('train_disc_losses', step=-1), 4)}"
+        )
 
     # ------------------------------------------------------------------ checkpoints
     def gan_checkpoint_entries(self) -> dict[str, object]:
@@ -285,8 +334,9 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
         return {
             "discriminator_weights": unwrap(self.discriminator).state_dict(),
             "discriminator_optimizer_state": self.optimizer_discriminator.state_dict(),
-            "discriminator_grad_scaler_state": (self.grad_scaler_discriminator.state_dict()
-                                                if self.grad_scaler_discriminator is not None else None),
+            "discriminator_grad_scaler_state": (
+                self.grad_scaler_discriminator.state_dict() if self.grad_scaler_discriminator is not None else None
+            ),
             "lr_scheduler_state": self.lr_scheduler.state_dict(),
             "discriminator_lr_scheduler_state": self.lr_scheduler_discriminator.state_dict(),
         }

@@ -10,6 +10,7 @@ exactly one value per epoch. Keys added:
 ``train_losses`` / ``val_losses`` keep nnU-Net's meaning of "the loss on training / validation patches", here the
 supervised term ``200 * W * BCE`` on both, so the two curves are comparable.
 """
+
 from __future__ import annotations
 
 import math
@@ -44,29 +45,29 @@ class TCuPGANLocalLogger(LocalLogger):
         fig, axes = plt.subplots(4, 1, figsize=(16, 28))
 
         ax = axes[0]
-        ax.plot(x, log["train_losses"][:epoch + 1], color="b", label="loss_tr (200*W*BCE)", linewidth=3)
-        ax.plot(x, log["val_losses"][:epoch + 1], color="r", label="loss_val (200*W*BCE)", linewidth=3)
+        ax.plot(x, log["train_losses"][: epoch + 1], color="b", label="loss_tr (200*W*BCE)", linewidth=3)
+        ax.plot(x, log["val_losses"][: epoch + 1], color="r", label="loss_val (200*W*BCE)", linewidth=3)
         ax.set_xlabel("epoch")
         ax.set_ylabel("supervised loss")
         ax2 = ax.twinx()
-        ax2.plot(x, log["mean_fg_dice"][:epoch + 1], color="g", ls="dotted", label="pseudo dice", linewidth=2)
-        ax2.plot(x, log["ema_fg_dice"][:epoch + 1], color="g", label="pseudo dice (mov. avg.)", linewidth=3)
+        ax2.plot(x, log["mean_fg_dice"][: epoch + 1], color="g", ls="dotted", label="pseudo dice", linewidth=2)
+        ax2.plot(x, log["ema_fg_dice"][: epoch + 1], color="g", label="pseudo dice (mov. avg.)", linewidth=3)
         ax2.set_ylabel("pseudo dice")
         ax.legend(loc=(0, 1))
         ax2.legend(loc=(0.4, 1))
 
         ax = axes[1]
-        ax.plot(x, log["train_adv_losses"][:epoch + 1], color="m", label="generator adversarial BCE", linewidth=3)
-        ax.plot(x, log["train_disc_losses"][:epoch + 1], color="k", label="discriminator (real+fake)/2",
-                linewidth=3)
+        ax.plot(x, log["train_adv_losses"][: epoch + 1], color="m", label="generator adversarial BCE", linewidth=3)
+        ax.plot(x, log["train_disc_losses"][: epoch + 1], color="k", label="discriminator (real+fake)/2", linewidth=3)
         ax.axhline(math.log(2.0), color="grey", ls="dashed", label="ln 2 (D cannot tell)")
         ax.set_xlabel("epoch")
         ax.set_ylabel("GAN losses")
         ax.legend(loc=(0, 1))
 
         ax = axes[2]
-        durations = [e - s for e, s in zip(log["epoch_end_timestamps"][:epoch + 1],
-                                           log["epoch_start_timestamps"][:epoch + 1])]
+        durations = [
+            e - s for e, s in zip(log["epoch_end_timestamps"][: epoch + 1], log["epoch_start_timestamps"][: epoch + 1])
+        ]
         ax.plot(x, durations, color="b", label="epoch duration", linewidth=3)
         ax.set_ylim(bottom=0)
         ax.set_xlabel("epoch")
@@ -74,9 +75,8 @@ class TCuPGANLocalLogger(LocalLogger):
         ax.legend(loc=(0, 1))
 
         ax = axes[3]
-        ax.plot(x, log["lrs"][:epoch + 1], color="b", label="generator learning rate", linewidth=3)
-        ax.plot(x, log["lrs_discriminator"][:epoch + 1], color="k", label="discriminator learning rate",
-                linewidth=3)
+        ax.plot(x, log["lrs"][: epoch + 1], color="b", label="generator learning rate", linewidth=3)
+        ax.plot(x, log["lrs_discriminator"][: epoch + 1], color="k", label="discriminator learning rate", linewidth=3)
         ax.set_xlabel("epoch")
         ax.set_ylabel("learning rate")
         ax.legend(loc=(0, 1))

@@ -4,8 +4,10 @@ Stepped the nnU-Net way (``scheduler.step(current_epoch)`` at the start of every
 of the epoch and a resumed run gets the same rate as an uninterrupted one; the state dict is still saved and restored
 with the checkpoint.
 """
+
 from __future__ import annotations
 
+from torch import Tensor
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LRScheduler
 
@@ -13,8 +15,9 @@ from torch.optim.lr_scheduler import LRScheduler
 class StepDecayLRScheduler(LRScheduler):
     """Step decay by ``gamma`` every ``step_size`` epochs; ``gamma = 1`` gives a constant rate."""
 
-    def __init__(self, optimizer: Optimizer, initial_lr: float, step_size: int, gamma: float,
-                 current_step: int | None = None):
+    def __init__(
+        self, optimizer: Optimizer, initial_lr: float, step_size: int, gamma: float, current_step: int | None = None
+    ):
         if initial_lr <= 0:
             raise ValueError(f"initial_lr must be > 0, got {initial_lr}")
         if step_size < 1:
@@ -41,5 +44,5 @@ class StepDecayLRScheduler(LRScheduler):
             group["lr"] = new_lr
         self._last_lr = [group["lr"] for group in self.optimizer.param_groups]
 
-    def get_last_lr(self) -> list[float]:
+    def get_last_lr(self) -> list[float | Tensor]:  # the signature of torch's LRScheduler
         return self._last_lr

@@ -4,6 +4,7 @@ nnU-Net imports the modules of this folder as top-level names; the real classes 
 their ``__module__`` is a normal importable path (pickling, spawned workers, checkpoints). Every trainer of the
 package is listed here.
 """
+
 from nnunet_tcup.trainers.nnUNetTrainerTCuPGAN import nnUNetTrainerTCuPGAN
 from nnunet_tcup.trainers.variants.loss import (
     nnUNetTrainerTCuPGAN_DiceBCE,

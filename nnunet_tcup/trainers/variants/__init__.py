@@ -6,6 +6,7 @@
 
 nnU-Net finds every class through the re-export shim ``nnunet_tcup/trainers/nnunet_ext/nnunet_tcup_trainers.py``.
 """
+
 from __future__ import annotations
 
 __all__: list[str] = []

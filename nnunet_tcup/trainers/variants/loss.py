@@ -11,6 +11,7 @@ None of them is the paper's method; the default trainer stays the paper's. Each 
 - ``_paperRegionWeights``: on region datasets, the paper's weight formula applied to the nested regions (the
   package's earlier behaviour) instead of the disjoint-class rule.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,8 +36,7 @@ class WeightedBCEPlusSoftDice(nn.Module):
         self.bce_loss = bce_loss
         self.has_regions = has_regions
         self.gamma = float(gamma)
-        self.dice = MemoryEfficientSoftDiceLoss(apply_nonlin=None, batch_dice=True, do_bg=True, smooth=1e-5,
-                                                ddp=ddp)
+        self.dice = MemoryEfficientSoftDiceLoss(apply_nonlin=None, batch_dice=True, do_bg=True, smooth=1e-5, ddp=ddp)
 
     def forward(self, logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         probabilities = prediction_masks(logits, self.has_regions).float()
@@ -48,8 +48,9 @@ class nnUNetTrainerTCuPGAN_DiceBCE(nnUNetTrainerTCuPGAN):
     """TCuP-GAN with nnU-Net's soft Dice added to the paper's weighted BCE (not the paper's method)."""
 
     def _build_loss(self) -> nn.Module:
-        return WeightedBCEPlusSoftDice(super()._build_loss(), self.label_manager.has_regions, self.bce_scale,
-                                       ddp=self.is_ddp)
+        return WeightedBCEPlusSoftDice(
+            super()._build_loss(), self.label_manager.has_regions, self.bce_scale, ddp=self.is_ddp
+        )
 
 
 class nnUNetTrainerTCuPGAN_priorBias(nnUNetTrainerTCuPGAN):
@@ -58,14 +59,22 @@ class nnUNetTrainerTCuPGAN_priorBias(nnUNetTrainerTCuPGAN):
     def initialize(self) -> None:
         super().initialize()
         with torch.no_grad():
-            output_head(unwrap(self.network)).bias.fill_(math.log(PRIOR_PROBABILITY / (1 - PRIOR_PROBABILITY)))
+            bias = output_head(unwrap(self.network)).bias
+            assert isinstance(bias, torch.Tensor)
+            bias.fill_(math.log(PRIOR_PROBABILITY / (1 - PRIOR_PROBABILITY)))
 
 
 class nnUNetTrainerTCuPGAN_noClip(nnUNetTrainerTCuPGAN):
     """TCuP-GAN without gradient-norm clipping for either network."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.grad_clip_norm = None
 
@@ -73,7 +82,13 @@ class nnUNetTrainerTCuPGAN_noClip(nnUNetTrainerTCuPGAN):
 class nnUNetTrainerTCuPGAN_paperRegionWeights(nnUNetTrainerTCuPGAN):
     """TCuP-GAN on region datasets with the paper's weight formula on the nested regions (the earlier default)."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.region_weight_rule = "paper"

@@ -1,4 +1,5 @@
 """Training-length and transfer variants of ``nnUNetTrainerTCuPGAN`` (hyper-parameters otherwise the paper's)."""
+
 from __future__ import annotations
 
 import torch
@@ -13,8 +14,14 @@ class nnUNetTrainerTCuPGAN_finetune(nnUNetTrainerTCuPGAN):
     the generator; the discriminator starts fresh).
     """
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.initial_lr = 1e-4
         self.initial_lr_discriminator = 1e-4
@@ -24,8 +31,14 @@ class nnUNetTrainerTCuPGAN_finetune(nnUNetTrainerTCuPGAN):
 class nnUNetTrainerTCuPGAN_tiny(nnUNetTrainerTCuPGAN):
     """Smoke tests and CPU demos: 2 epochs of 4 training and 2 validation iterations (other settings as the paper)."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 2
         self.epoch_is_pass_over_training_cases = False
@@ -36,8 +49,14 @@ class nnUNetTrainerTCuPGAN_tiny(nnUNetTrainerTCuPGAN):
 class nnUNetTrainerTCuPGAN_5epochs(nnUNetTrainerTCuPGAN):
     """Short CPU demo run: 5 epochs of 25 training and 5 validation iterations, lr x0.95 after every epoch."""
 
-    def __init__(self, plans: dict, configuration: str, fold: int, dataset_json: dict,
-                 device: torch.device = torch.device("cuda")):
+    def __init__(
+        self,
+        plans: dict,
+        configuration: str,
+        fold: int,
+        dataset_json: dict,
+        device: torch.device = torch.device("cuda"),
+    ):
         super().__init__(plans, configuration, fold, dataset_json, device)
         self.num_epochs = 5
         self.epoch_is_pass_over_training_cases = False
