@@ -23,7 +23,7 @@ from concurrent.futures import Future, ProcessPoolExecutor, as_completed, wait
 from concurrent.futures.process import BrokenProcessPool
 from typing import TypeVar
 
-__all__ = ["START_METHOD", "default_num_workers", "parallel_map", "positive_int"]
+__all__ = ["START_METHOD", "default_num_workers", "parallel_map", "non_negative_int", "positive_int"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -51,15 +51,24 @@ def default_num_workers() -> int:
     return max(1, min(4, os.cpu_count() or 1))
 
 
-def positive_int(text: str) -> int:
-    """argparse type for counts such as ``--num-workers``: an integer >= 1."""
+def _int_at_least(text: str, minimum: int, kind: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+        raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {text!r}") from None
+    if value < minimum:
+        raise argparse.ArgumentTypeError(f"expected a {kind} integer, got {value}")
     return value
+
+
+def positive_int(text: str) -> int:
+    """argparse type for counts such as ``--num-workers``: an integer >= 1."""
+    return _int_at_least(text, 1, "positive")
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type for seeds and start indices: an integer >= 0."""
+    return _int_at_least(text, 0, "non-negative")
 
 
 def _exit_with_parent(parent_pid: int) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from nnunet_tcup.parallel import positive_int
+from nnunet_tcup.parallel import non_negative_int, positive_int
 
 DESCRIPTION = """\
 Write synthetic BraTS 2023-like cases: OUT/BraTS-CH-NNNNN-000/BraTS-CH-NNNNN-000-{t1n,t1c,t2w,t2f,seg}.nii.gz
@@ -21,16 +21,6 @@ brain surface, mostly enhancing, dural tail, little necrosis); PED paediatric (s
 posterior-fossa tumours, little edema); SSA glioma with lower image quality (more noise, stronger bias, thick-slice
 blur) and larger tumours.
 example: nnunet_tcup synth data/GLI --challenge GLI --cases 10 --shape 96 96 64 --seed 1"""
-
-
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {value}")
-    return value
 
 
 def register(subparsers) -> None:
@@ -52,7 +42,7 @@ def register(subparsers) -> None:
     p.add_argument("--cases", required=True, type=positive_int, metavar="N", help="number of cases to write")
     p.add_argument(
         "--seed",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=0,
         metavar="S",
         help="base random seed; case i uses a seed derived from (S, i), so output is reproducible (default: 0)",
@@ -73,7 +63,7 @@ def register(subparsers) -> None:
     )
     p.add_argument(
         "--start-index",
-        type=_non_negative_int,
+        type=non_negative_int,
         default=1,
         metavar="I",
         help="case number of the first case (ids BraTS-CH-IIIII-000 onwards; default: 1)",
