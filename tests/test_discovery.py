@@ -36,12 +36,23 @@ def _installed_package_dir() -> Path:
 
 SHIM_DIR = _installed_package_dir() / "trainers" / "nnunet_ext"
 NNUNET_DIR = Path(nnunetv2.__file__).resolve().parent
+#: Every trainer the shim re-exports (the paper's, its training-length variants and the loss ablations).
 OUR_TRAINERS = (
     "nnUNetTrainerTCuPGAN",
     "nnUNetTrainerTCuPGAN_finetune",
     "nnUNetTrainerTCuPGAN_tiny",
     "nnUNetTrainerTCuPGAN_5epochs",
+    "nnUNetTrainerTCuPGAN_DiceBCE",
+    "nnUNetTrainerTCuPGAN_noClip",
+    "nnUNetTrainerTCuPGAN_paperRegionWeights",
+    "nnUNetTrainerTCuPGAN_priorBias",
 )
+#: Where each class really lives (the shim only re-exports: pickling, spawned workers and checkpoints need these).
+HOME_MODULE = {
+    "nnUNetTrainerTCuPGAN": "nnunet_tcup.trainers.nnUNetTrainerTCuPGAN",
+    **dict.fromkeys(OUR_TRAINERS[1:4], "nnunet_tcup.trainers.variants.training_length"),
+    **dict.fromkeys(OUR_TRAINERS[4:], "nnunet_tcup.trainers.variants.loss"),
+}
 
 USER_TRAINER_SOURCE = '''
 from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
@@ -121,7 +132,7 @@ def test_users_own_entries_kept_and_all_variants_found_outside_nnunetv2(tmp_path
     assert result["found"]["nnUNetTrainerUsersOwnForDiscoveryTest"][0] == "users_own_trainers_for_discovery_test"
     for name in OUR_TRAINERS:
         module, path = result["found"][name]
-        assert module == "nnunet_tcup.trainers.nnUNetTrainerTCuPGAN", (name, module)
+        assert module == HOME_MODULE[name], (name, module)
         assert not Path(path).resolve().is_relative_to(NNUNET_DIR), (name, path)
 
 
