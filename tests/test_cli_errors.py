@@ -189,10 +189,10 @@ def test_debug_shows_the_traceback(inputs):
 @pytest.mark.parametrize(
     ("error", "expected"),
     [
-        (PermissionError(errno.EACCES, "Permission denied", "/x/y"), "/x/y: permission denied"),
-        (OSError(errno.ENOSPC, "No space left on device", "/x/y"), "/x/y: no space left on device"),
-        (OSError(errno.EROFS, "Read-only file system", "/x/y"), "/x/y: read-only file system"),
-        (FileExistsError("/x/y: exists with different content; refusing"), "/x/y: exists with different content"),
+        (PermissionError(errno.EACCES, "Permission denied", "/tmp/x/y"), "/tmp/x/y: permission denied"),
+        (OSError(errno.ENOSPC, "No space left on device", "/tmp/x/y"), "/tmp/x/y: no space left on device"),
+        (OSError(errno.EROFS, "Read-only file system", "/tmp/x/y"), "/tmp/x/y: read-only file system"),
+        (FileExistsError("/tmp/x/y: exists with different content; refusing"), "/tmp/x/y: exists with different content"),
     ],
 )
 def test_describe_os_error(error, expected):
