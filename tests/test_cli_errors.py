@@ -192,7 +192,10 @@ def test_debug_shows_the_traceback(inputs):
         (PermissionError(errno.EACCES, "Permission denied", "/tmp/x/y"), "/tmp/x/y: permission denied"),
         (OSError(errno.ENOSPC, "No space left on device", "/tmp/x/y"), "/tmp/x/y: no space left on device"),
         (OSError(errno.EROFS, "Read-only file system", "/tmp/x/y"), "/tmp/x/y: read-only file system"),
-        (FileExistsError("/tmp/x/y: exists with different content; refusing"), "/tmp/x/y: exists with different content"),
+        (
+            FileExistsError("/tmp/x/y: exists with different content; refusing"),
+            "/tmp/x/y: exists with different content",
+        ),
     ],
 )
 def test_describe_os_error(error, expected):
