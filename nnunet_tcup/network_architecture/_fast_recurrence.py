@@ -10,6 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from nnunet_tcup.network_architecture._fused_recurrence import _hidden_weight_gradient
+
 
 class FastRecurrence(torch.autograd.Function):
     """The time loop of the fast ConvLSTM over one chunk of time steps, with a hand-written backward.
@@ -114,24 +116,7 @@ class FastRecurrence(torch.autograd.Function):
                     )[0].float()
         grad_w = grad_h0 = None
         if ctx.needs_input_grad[1]:
-            if h0 is None and steps == 1:
-                grad_w = torch.zeros_like(w_h)
-            else:
-                prev = h_seq[:-1] if h0 is None else torch.cat([h0.unsqueeze(0), h_seq[:-1]])
-                outs = grad_gates[1:] if h0 is None else grad_gates
-                grad_w = torch.ops.aten.convolution_backward(
-                    outs.flatten(0, 1),
-                    prev.flatten(0, 1),
-                    w_h,
-                    None,
-                    [1, 1],
-                    [padding, padding],
-                    [1, 1],
-                    False,
-                    [0, 0],
-                    1,
-                    [False, True, False],
-                )[1]
+            grad_w = _hidden_weight_gradient(grad_gates, h_seq, h0, w_h, padding)
         if h0 is not None and dh_rec is not None and ctx.needs_input_grad[2]:
             grad_h0 = dh_rec.to(h0.dtype)
         grad_c0 = dc if (c0 is not None and ctx.needs_input_grad[3]) else None
