@@ -5,8 +5,10 @@ synth (training + held-out cases) -> convert -> nnUNetv2_plan_and_preprocess -> 
 TCuP-GAN training per fold -> ``nnUNetv2_predict -f K --save_probabilities``, one output folder per fold ->
 ``nnunet_tcup.review.run_review`` with the held-out ground truth. Then, from ``review.csv``:
 
-- Spearman correlation between the case doubt score (higher = more doubtful) and the true lesion-wise Dice of the
-  consensus segmentation (mean over WT, TC, ET; goal: -0.5 or stronger);
+- Spearman correlation between the case doubt score (mean over WT, TC, ET of the disputed share of the volume the
+  folds label; higher = more doubtful) and the true lesion-wise Dice of the consensus segmentation (mean over WT,
+  TC, ET; goal: -0.5 or stronger), and the same for the first version's score (1 - mean expected lesion-wise Dice
+  between folds);
 - the share of the total Dice error (sum over cases of 1 - true Dice) found by checking the top 20 % of cases in
   review order, against the same share for random order (the baseline, averaged over 10,000 random orders in the
   same run: its expectation is 20 %), and against the best possible order (ranking by the true error).
@@ -259,19 +261,20 @@ def summarise(review_csv: Path, fraction: float = 0.2, random_orders: int = 10_0
     rng = np.random.default_rng(seed)
     random_shares = [share_caught(errors[rng.permutation(len(errors))], fraction) for _ in range(random_orders)]
     rho, p = _spearman(score, dice)
-    per_region = {
-        region: _spearman(
-            np.array([float(r[f"{region}_expected_dice"]) for r in rows]),
-            np.array([float(r[f"true_dice_{region}"]) for r in rows]),
-        )[0]
-        for region in ("WT", "TC", "ET")
-    }
+    column = lambda name: np.array([float(r[name]) for r in rows])  # noqa: E731
+    regions = ("WT", "TC", "ET")
+    per_region = {r: _spearman(column(f"{r}_disputed_share"), column(f"true_dice_{r}"))[0] for r in regions}
+    # the first version's doubt score, 1 - mean expected lesion-wise Dice between folds, for comparison
+    old_score = 1.0 - np.mean([column(f"{r}_expected_dice") for r in regions], axis=0)
+    old_order = np.argsort(-old_score, kind="stable")
     return {
         "cases": len(rows),
         "spearman_rho": rho,
         "spearman_p": p,
         "region_rho": per_region,
         "review_share": share_caught(errors, fraction),
+        "old_spearman_rho": _spearman(old_score, dice)[0],
+        "old_review_share": share_caught(errors[old_order], fraction),
         "random_share": float(np.mean(random_shares)),
         "random_share_p95": float(np.percentile(random_shares, 95)),
         "best_share": share_caught(np.sort(errors)[::-1], fraction),
@@ -287,12 +290,16 @@ def print_summary(summary: dict, fraction: float) -> None:
         f"(p = {summary['spearman_p']:.3g}; goal <= -0.5)"
     )
     regions = ", ".join(f"{r} {v:+.3f}" for r, v in summary["region_rho"].items())
-    print(f"per region, Spearman(expected Dice between folds, true lesion-wise Dice): {regions}")
+    print(f"per region, Spearman(disputed share, true lesion-wise Dice): {regions}")
     ratio = summary["review_share"] / summary["random_share"] if summary["random_share"] > 0 else float("nan")
     print(
         f"Dice error caught in the top {pct}: review order {summary['review_share']:.1%}, random order "
         f"{summary['random_share']:.1%} (95th percentile {summary['random_share_p95']:.1%}), best possible "
         f"{summary['best_share']:.1%}  -> {ratio:.2f}x random"
+    )
+    print(
+        f"first version's score (1 - mean expected lesion-wise Dice between folds): Spearman "
+        f"{summary['old_spearman_rho']:+.3f}, Dice error in the top {pct}: {summary['old_review_share']:.1%}"
     )
 
 

@@ -99,8 +99,23 @@ def test_doubtful_slices_keep_a_gap_and_skip_zero():
     assert unc.doubtful_slices(np.zeros(5), 3) == []
 
 
-def test_case_score_is_one_minus_mean_expected_dice():
-    assert unc.case_score({"WT": 1.0, "TC": 0.5, "ET": 0.0}) == pytest.approx(0.5)
+def test_disputed_share_is_one_minus_intersection_over_union_of_the_folds():
+    masks = np.zeros((3, 1, 1, 8), dtype=bool)
+    masks[0, ..., 0:4] = True  # voxels 0 1 2 3
+    masks[1, ..., 1:4] = True  # voxels 1 2 3
+    masks[2, ..., 2:5] = True  # voxels 2 3 4; union 0-4 (5), all three folds: 2 3 (2), a majority: 1 2 3 (3)
+    assert unc.disputed_share(masks) == pytest.approx(1 - 2 / 5)
+    assert unc.disputed_share(masks[:2]) == pytest.approx(1 - 3 / 4)
+    assert unc.disputed_share(np.repeat(masks[:1], 4, axis=0)) == 0.0  # identical folds: nothing disputed
+    assert unc.disputed_share(np.zeros((5, 2, 3, 4), dtype=bool)) == 0.0  # no fold labels anything
+    disjoint = np.zeros((2, 1, 1, 4), dtype=bool)
+    disjoint[0, ..., 0], disjoint[1, ..., 3] = True, True
+    assert unc.disputed_share(disjoint) == 1.0
+
+
+def test_case_score_is_the_mean_disputed_share_over_regions():
+    assert unc.case_score({"WT": 0.6, "TC": 0.0, "ET": 0.3}) == pytest.approx(0.3)
+    assert unc.case_score({"ET": 0.9, "WT": 0.0, "TC": 0.0}) == pytest.approx(0.3)
 
 
 # ----------------------------------------------------------------------------------------------- lesion level
@@ -195,11 +210,17 @@ def _rows(path: Path) -> list[dict[str, str]]:
 def test_review_csv_ranks_doubtful_cases_first(reviewed):
     _, out = reviewed
     rows = _rows(out / "review.csv")
-    assert [r["case"] for r in rows][-1] == "case_agree"
+    assert [r["case"] for r in rows] == ["case_missed", "case_split", "case_agree"]
     assert [int(r["rank"]) for r in rows] == [1, 2, 3]
     scores = [float(r["score"]) for r in rows]
-    assert scores == sorted(scores, reverse=True) and scores[-1] == 0.0 and scores[0] > 0.2
+    assert scores[0] == pytest.approx(1.0) and scores[-1] == 0.0  # half the folds see no tumour: nothing undisputed
     split = next(r for r in rows if r["case"] == "case_split")
+    # WT: the false-positive fold's extra ball is the only disputed WT volume; TC and ET: one fold has none at all
+    wt, fp = np.isin(tumour_labels(), (1, 2, 3)), ball((4, 5, 5), 2.5)
+    disputed_wt = np.count_nonzero(fp & ~wt) / np.count_nonzero(fp | wt)
+    assert float(split["WT_disputed_share"]) == pytest.approx(disputed_wt, abs=1e-6)
+    assert float(split["TC_disputed_share"]) == 1.0 and float(split["ET_disputed_share"]) == 1.0
+    assert float(split["score"]) == pytest.approx((disputed_wt + 2) / 3, abs=1e-6)
     assert float(split["WT_expected_dice"]) == pytest.approx((1 + 1 + 0.5) / 3)  # FP fold: 1 / (1 lesion + 1 FP)
     assert float(split["TC_expected_dice"]) == pytest.approx(2 / 3)  # one fold has no core at all
     assert split["WT_lesions_minority"] == "1" and split["TC_lesions_majority"] == "1"
@@ -261,6 +282,11 @@ def test_label_model_gives_the_same_review_as_region_model(tmp_path: Path):
     row = result.rows[0]
     assert row["true_dice_mean"] == pytest.approx(1.0)
     assert row["WT_expected_dice"] < 1.0 and row["ET_expected_dice"] == pytest.approx(1.0)
+    necrosis = np.count_nonzero(truth == 1)  # the voxels one fold leaves out of WT and TC
+    assert row["WT_disputed_share"] == pytest.approx(necrosis / np.count_nonzero(truth > 0), abs=1e-6)
+    assert row["TC_disputed_share"] == pytest.approx(necrosis / np.count_nonzero(np.isin(truth, (1, 3))), abs=1e-6)
+    assert row["ET_disputed_share"] == 0.0
+    assert row["score"] == pytest.approx(np.mean([row[f"{r}_disputed_share"] for r in ("WT", "TC", "ET")]), abs=2e-6)
     assert not (tmp_path / "out" / "maps").exists() and not (tmp_path / "out" / "zooniverse").exists()
 
 

@@ -24,6 +24,7 @@ from nnunet_tcup.review.uncertainty import (
     VoxelMaps,
     case_score,
     consensus_labels,
+    disputed_share,
     doubtful_slices,
     fold_region_masks,
     labels_to_region_masks,
@@ -57,6 +58,7 @@ class CaseResult:
     case: str
     num_folds: int
     score: float
+    disputed: dict[str, float]
     expected_dice: dict[str, float]
     fold_dice: dict[str, list[float]]
     mean_mutual_information: dict[str, float]
@@ -169,7 +171,7 @@ def review_case(job: CaseJob) -> CaseResult:
     params = EVALUATION_PARAMETERS[job.challenge]
     cons_masks = labels_to_region_masks(consensus)
     lesions: list[LesionRecord] = []
-    fold_dice, mean_mi, volume = {}, {}, {}
+    fold_dice, mean_mi, volume, disputed = {}, {}, {}, {}
     voxel_mm3 = float(np.prod(spacing))
     for r, region in enumerate(REGION_NAMES):
         records, scores = region_lesions(
@@ -187,6 +189,7 @@ def review_case(job: CaseJob) -> CaseResult:
         seen = np.any(maps.fold_masks[:, r], axis=0) | cons_masks[r]
         mean_mi[region] = float(maps.mutual_information[r][seen].mean()) if seen.any() else 0.0
         volume[region] = float(np.count_nonzero(cons_masks[r])) * voxel_mm3
+        disputed[region] = disputed_share(maps.fold_masks[:, r])
     expected = {region: float(np.mean(fold_dice[region])) for region in REGION_NAMES}
     per_slice = slice_disagreement(maps.mutual_information)
     gap = max(3, consensus.shape[0] // 16)  # slices apart: 3 on small volumes, 9 on 155-slice BraTS
@@ -194,7 +197,7 @@ def review_case(job: CaseJob) -> CaseResult:
     truth = (
         None if job.gt_file is None else true_dice(job.gt_file, consensus, geometry, job.image_files[0], job.challenge)
     )
-    score = case_score(expected)
+    score = case_score(disputed)
     written = _write_maps(job, maps, consensus, geometry) if job.write_maps else []
     disagreement = maps.mutual_information.sum(axis=0)
     montage = draw_montage(
@@ -215,6 +218,7 @@ def review_case(job: CaseJob) -> CaseResult:
         job.case,
         len(job.fold_files),
         score,
+        disputed,
         expected,
         fold_dice,
         mean_mi,

@@ -226,8 +226,8 @@ def _review_locked(
                 write_manifest(ranked, staging / "zooniverse" / "manifest.csv")
             notes = (
                 f"{len(ranked)} cases, {len(fold_paths)} folds ({', '.join(p.name for p in fold_paths)}), "
-                f"challenge {challenge}. Doubt score = 1 - mean over WT/TC/ET of the expected lesion-wise "
-                f"Dice between each fold and the consensus; most doubtful first."
+                f"challenge {challenge}. Doubt score = mean over WT/TC/ET of the disputed share: the share of "
+                f"the volume any fold labels that not every fold labels; most doubtful first."
             )
             write_html(rows, staging / "review.html", "Review: cases to check first", notes, maps=write_maps)
             check_output_dir(output_dir, overwrite)

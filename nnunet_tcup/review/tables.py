@@ -25,6 +25,8 @@ def review_row(rank: int, r: CaseResult) -> dict[str, object]:
     """One ``review.csv`` row (see :func:`review_columns`)."""
     row: dict[str, object] = {"rank": rank, "case": r.case, "score": round(r.score, 6), "num_folds": r.num_folds}
     for region in REGION_NAMES:
+        row[f"{region}_disputed_share"] = round(r.disputed[region], 6)
+    for region in REGION_NAMES:
         row[f"{region}_expected_dice"] = round(r.expected_dice[region], 6)
     for region in REGION_NAMES:
         row[f"{region}_mean_mi_bits"] = round(r.mean_mutual_information[region], 6)
@@ -150,6 +152,7 @@ table.scores td,table.scores th{border:none;padding:1px 6px;font-size:0.9em}"""
 def _scores_table(row: dict[str, object]) -> str:
     head = "".join(f"<th>{r}</th>" for r in REGION_NAMES)
     lines = [
+        ("disputed share of the volume", "disputed_share"),
         ("expected Dice between folds", "expected_dice"),
         ("mean disagreement (bits)", "mean_mi_bits"),
         ("volume (mm³)", "volume_mm3"),

@@ -10,10 +10,13 @@ region, ``p_k`` = fold k's probability of a voxel, K folds, ``H(p) = -p log2 p -
   of); mutual information ``MI = H(p) - mean_k H(p_k)`` (0-1 bit): the fold disagreement (the information the fold
   identity carries about the label; 0 when all folds give the same probability);
 - per lesion: see :mod:`nnunet_tcup.review.lesions`;
-- per case: ``expected_dice[R] = mean_k LesionwiseDice(reference = consensus, prediction = fold k)`` with the
+- per case: the **disputed share** ``D[R] = 1 - |M_1 & ... & M_K| / |M_1 | ... | M_K|`` (``M_k`` = fold k's mask
+  of R, the label map that fold writes): the share of the volume that any fold labels R on which the folds do not
+  all agree (0 when no fold labels R, or all folds label exactly the same voxels; 1 when no voxel is labelled by
+  every fold); the **doubt score** ``score = mean_R D[R]`` (0 to 1, higher = more doubtful);
+  also reported: ``expected_dice[R] = mean_k LesionwiseDice(reference = consensus, prediction = fold k)`` with the
   official BraTS 2023 lesion-wise Dice (lesion merging, matching, 50 mm^3 threshold, unthresholded false
-  positives) of the challenge; ``score = 1 - mean_R expected_dice[R]`` (0 = all folds agree with the consensus,
-  higher = more doubtful).
+  positives) of the challenge (the doubt score of the first version was ``1 - mean_R expected_dice[R]``).
 """
 
 from __future__ import annotations
@@ -148,8 +151,19 @@ def doubtful_slices(per_slice: np.ndarray, count: int, min_gap: int = 3) -> list
     return chosen
 
 
-def case_score(expected_dice: dict[str, float]) -> float:
-    """``1 - mean over regions of the expected lesion-wise Dice between folds and consensus`` (higher = more
-    doubtful)."""
-    values = [expected_dice[r] for r in REGION_NAMES]
-    return float(1.0 - np.mean(values))
+def disputed_share(fold_masks: np.ndarray) -> float:
+    """Share of the voxels labelled by any fold that not every fold labels: ``1 - |intersection| / |union|`` of the
+    folds' masks ``(folds, z, y, x)`` bool of one region; 0.0 when no fold labels a voxel."""
+    masks = np.asarray(fold_masks, dtype=bool)
+    if masks.ndim < 2 or masks.shape[0] < 1:
+        raise ValueError(f"expected fold masks of shape (folds, ...), got {masks.shape}")
+    union = int(np.count_nonzero(np.any(masks, axis=0)))
+    if union == 0:
+        return 0.0
+    return 1.0 - int(np.count_nonzero(np.all(masks, axis=0))) / union
+
+
+def case_score(disputed: dict[str, float]) -> float:
+    """Doubt score of a case: the mean over WT, TC, ET of the regions' disputed shares (:func:`disputed_share`),
+    0 to 1, higher = more doubtful."""
+    return float(np.mean([disputed[r] for r in REGION_NAMES]))
