@@ -43,6 +43,9 @@ from nnunet_tcup.demo.config import TrainingBudget
 from nnunet_tcup.demo.pipeline import PipelineRunner, ProgressSpec, Step, StepFailed
 from nnunet_tcup.demo.steps import DEMO_SHIM_DIR, collect_heldout_labels, command_path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark modules
+import review_nnunet_folds as rnf  # noqa: E402
+
 TRAINER = "nnUNetTrainerTCuPGAN_demo"  # TCuP-GAN with the budget from NNUNET_TCUP_DEMO_* (see demo/trainers.py)
 PLANS = "nnUNetPlans"
 CONFIGURATION = "3d_fullres"
@@ -66,13 +69,14 @@ class BenchSettings:
         return f"Dataset{self.dataset_id:03d}_BraTS2023_{self.challenge}"
 
 
-def environment(work: Path, budget: TrainingBudget) -> dict[str, str]:
+def environment(work: Path, budget: TrainingBudget, ablation: bool = False) -> dict[str, str]:
     """Subprocess environment: nnU-Net folders inside ``work``, the demo trainers' shim, the budget, CPU settings."""
     env = dict(os.environ)
     for variable in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         env[variable] = str(work / variable)
     entries = [e for e in env.get("nnUNet_extTrainer", "").split(os.pathsep) if e]
-    env["nnUNet_extTrainer"] = os.pathsep.join([*entries, str(DEMO_SHIM_DIR)])
+    extra = [str(rnf.trainer_folder(work))] if ablation else []
+    env["nnUNet_extTrainer"] = os.pathsep.join([*entries, str(DEMO_SHIM_DIR), *extra])
     env.update(budget.as_environment())
     env.update(PYTHONUNBUFFERED="1", MPLBACKEND="Agg")
     env.setdefault("nnUNet_def_n_proc", "1")
@@ -81,14 +85,22 @@ def environment(work: Path, budget: TrainingBudget) -> dict[str, str]:
     return env
 
 
-def build_steps(work: Path, s: BenchSettings, device: str, tta: bool = False) -> list[Step]:
-    """Steps from synthetic data to one prediction folder per fold (``work/predictions/fold_K``)."""
+def build_steps(
+    work: Path,
+    s: BenchSettings,
+    device: str,
+    tta: bool = False,
+    ablation: bool = False,
+) -> list[Step]:
+    """Steps from synthetic data to one prediction folder per fold (``work/predictions/fold_K``); ``ablation``: the
+    learning ablation's trainer, class dataset, patch and budget (review_nnunet_folds.py) instead of the demo's."""
     tcup = command_path("nnunet_tcup")
+    trainer = rnf.TRAINER if ablation else TRAINER
     shape = ["--shape", *map(str, s.shape)]
     brats_train, brats_test = work / "brats" / "train", work / "brats" / "heldout"
     raw = work / "nnUNet_raw" / s.dataset_name
     plans = work / "nnUNet_preprocessed" / s.dataset_name / f"{PLANS}.json"
-    results = work / "nnUNet_results" / s.dataset_name / f"{TRAINER}__{PLANS}__{CONFIGURATION}"
+    results = work / "nnUNet_results" / s.dataset_name / f"{trainer}__{PLANS}__{CONFIGURATION}"
     steps = [
         Step(
             "synth_train",
@@ -140,6 +152,7 @@ def build_steps(work: Path, s: BenchSettings, device: str, tta: bool = False) ->
                 brats_train,
                 "--test",
                 brats_test,
+                *(["--mode", rnf.CONVERT_MODE] if ablation else []),
                 "--num-workers",
                 1,
                 "--no-progress",
@@ -169,19 +182,22 @@ def build_steps(work: Path, s: BenchSettings, device: str, tta: bool = False) ->
             outputs=[plans],
         ),
     ]
+    if ablation:
+        steps += rnf.setup_steps(work, plans)
     for fold in s.folds:  # train and predict fold by fold: an interrupted run still has whole folds to review
         out = work / "predictions" / f"fold_{fold}"
+        fold_env = rnf.fold_environment(s.seed, fold, s.budget.epochs, s.budget.iterations) if ablation else {}
         steps.append(
             Step(
                 f"train_fold{fold}",
-                f"train {TRAINER} fold {fold} ({s.budget.describe()})",
+                f"train {trainer} fold {fold} ({s.budget.describe()})",
                 command=[
                     command_path("nnUNetv2_train"),
                     s.dataset_id,
                     CONFIGURATION,
                     fold,
                     "-tr",
-                    TRAINER,
+                    trainer,
                     "-p",
                     PLANS,
                     "-device",
@@ -190,7 +206,7 @@ def build_steps(work: Path, s: BenchSettings, device: str, tta: bool = False) ->
                 ],
                 outputs=[results / f"fold_{fold}" / "checkpoint_final.pth"],
                 progress=ProgressSpec(pattern=r": Epoch \d+\s*$", total=s.budget.epochs, unit="epoch"),
-                env={"nnUNet_n_proc_DA": os.environ.get("nnUNet_n_proc_DA", "0")},
+                env={"nnUNet_n_proc_DA": os.environ.get("nnUNet_n_proc_DA", "0"), **fold_env},
             )
         )
         steps.append(
@@ -208,7 +224,7 @@ def build_steps(work: Path, s: BenchSettings, device: str, tta: bool = False) ->
                     "-c",
                     CONFIGURATION,
                     "-tr",
-                    TRAINER,
+                    trainer,
                     "-p",
                     PLANS,
                     "-f",
@@ -224,6 +240,7 @@ def build_steps(work: Path, s: BenchSettings, device: str, tta: bool = False) ->
                     "--disable_progress_bar",
                 ],
                 outputs=[out / "plans.json"],
+                env=fold_env or None,
             )
         )
     return steps
@@ -318,10 +335,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument(
         "--fold-model",
-        choices=("nnunet", "voxel"),
+        choices=("nnunet", "nnunet-ablation", "voxel"),
         default="nnunet",
-        help="nnunet: TCuP-GAN folds trained and predicted with the stock commands; voxel: fast "
-        "cross-validated voxel classifiers (review_voxel_folds.py) on the same data",
+        help="nnunet: TCuP-GAN folds trained and predicted with the stock commands; nnunet-ablation: the same with "
+        "the learning ablation's trainer, class dataset, patch and budget (review_nnunet_folds.py: folds that "
+        "learn on a CPU); voxel: fast cross-validated voxel classifiers (review_voxel_folds.py) on the same data",
     )
     p.add_argument("--device", default="cpu")
     p.add_argument(
@@ -349,7 +367,16 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def settings_from(args: argparse.Namespace) -> BenchSettings:
     fast = args.fast
     pick = lambda value, default, quick: value if value is not None else (quick if fast else default)  # noqa: E731
-    budget = TrainingBudget(epochs=pick(args.epochs, 4, 2), iterations=pick(args.iterations, 12, 8), val_iterations=2)
+    if args.fold_model == "nnunet-ablation":  # the learning ablation's budget unless given
+        budget = TrainingBudget(
+            epochs=pick(args.epochs, rnf.EPOCHS, rnf.EPOCHS),
+            iterations=pick(args.iterations, rnf.ITERATIONS, rnf.ITERATIONS),
+            val_iterations=1,
+        )
+    else:
+        budget = TrainingBudget(
+            epochs=pick(args.epochs, 4, 2), iterations=pick(args.iterations, 12, 8), val_iterations=2
+        )
     return BenchSettings(
         challenge=args.challenge,
         dataset_id=args.dataset_id,
@@ -373,8 +400,9 @@ def main(argv: list[str] | None = None) -> int:
     else:
         s = settings_from(args)
         work.mkdir(parents=True, exist_ok=True)
-        runner = PipelineRunner(work, env=environment(work, s.budget))
-        steps = build_steps(work, s, args.device, args.tta)
+        ablation = args.fold_model == "nnunet-ablation"
+        runner = PipelineRunner(work, env=environment(work, s.budget, ablation))
+        steps = build_steps(work, s, args.device, args.tta, ablation)
         if args.fold_model == "voxel":  # data only: the folds are voxel classifiers, trained below
             steps = [step for step in steps if not step.name.startswith(("plan_", "train_", "predict_"))]
         try:
