@@ -15,7 +15,10 @@ TCuP-GAN training per fold -> ``nnUNetv2_predict -f K --save_probabilities``, on
 
 Modes: the default trains 5 folds (4 epochs x 12 iterations each) on 20 cases of 64x64x48 and reviews 12 held-out
 cases (measured: 12-16 minutes per fold on a busy 2-core CPU; predictions without test-time mirroring unless
-``--tta``); ``--fast`` trains 3 folds (2 epochs x 8 iterations) on 12 cases and reviews 8; ``--fold-model voxel``
+``--tta``); ``--fast`` trains 3 folds (2 epochs x 8 iterations) on 12 cases and reviews 8;
+``--fold-model nnunet-ablation`` trains the folds with the learning ablation's setup that learns on a CPU
+(review_nnunet_folds.py: TCuP-GAN priorBias on the class dataset, patch 16x48x48, 6 x 25 iterations; measured about
+6 minutes per fold on a busy 2-core CPU); ``--fold-model voxel``
 replaces the TCuP-GAN folds by scikit-learn voxel classifiers (about a minute per fold, see review_voxel_folds.py);
 ``--fold-dirs`` skips training and measures existing per-fold predictions (``--images`` and ``--gt`` then name
 the images and labels).
@@ -24,6 +27,8 @@ anything; the voxel folds are the quick informative run on a CPU.
 
     python benchmarks/bench_review.py --work-dir /work/review_bench
     python benchmarks/bench_review.py --work-dir /tmp/rb_fast --fast
+    python benchmarks/bench_review.py --work-dir /work/review_bench_nn_s11 --seed 11 --test-cases 40 \
+        --fold-model nnunet-ablation
     python benchmarks/bench_review.py --fold-dirs pred/fold_0 pred/fold_1 pred/fold_2 --images imagesTs --gt labelsTs
 """
 

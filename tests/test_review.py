@@ -290,6 +290,26 @@ def test_label_model_gives_the_same_review_as_region_model(tmp_path: Path):
     assert not (tmp_path / "out" / "maps").exists() and not (tmp_path / "out" / "zooniverse").exists()
 
 
+def test_disputed_share_counts_the_folds_label_maps_not_the_consensus(tmp_path: Path):
+    # one voxel outside the tumour: fold 0 says edema (SNFH), fold 1 background; the mean of the two says necrosis
+    truth = tumour_labels()
+    onehot = np.stack([truth == v for v in range(4)]).astype(np.float32)
+    fold0, fold1, voxel = onehot.copy(), onehot.copy(), (2, 3, 3)
+    fold0[(slice(None), *voxel)] = [0.0, 0.4, 0.6, 0.0]
+    fold1[(slice(None), *voxel)] = [0.6, 0.4, 0.0, 0.0]
+    write_case(tmp_path, "c1", [fold0, fold1], truth, dataset_json=LABEL_DATASET_JSON)
+    result = run_review(
+        fold_dirs(tmp_path, 2), tmp_path / "images", tmp_path / "out", num_workers=1, progress=False, zooniverse=False
+    )
+    row = result.rows[0]
+    import SimpleITK as sitk
+
+    consensus = sitk.GetArrayFromImage(sitk.ReadImage(str(tmp_path / "out" / "maps" / "c1" / "consensus.nii.gz")))
+    assert consensus[voxel] == 1  # the consensus has a tumour core voxel there that no fold has ...
+    assert row["TC_disputed_share"] == 0.0  # ... but the folds agree on every TC voxel they label
+    assert row["WT_disputed_share"] == pytest.approx(1 / (np.count_nonzero(truth > 0) + 1), abs=1e-6)
+
+
 # ------------------------------------------------------------------------------------------------------ errors
 def test_missing_case_in_one_fold_names_the_folder_and_writes_nothing(tmp_path: Path):
     make_review_inputs(tmp_path)
