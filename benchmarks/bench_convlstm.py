@@ -8,7 +8,9 @@ plain single-conv loop differentiated by autograd).
    ``--count-patch``, default 32 x 32 x 32) under ``torch.profiler``, per slice of the patch, three ways:
    ``all`` (every ATen event, nested ones included: the count of issue 12), ``top`` (events not nested in another
    ATen call) and ``kernels`` (leaf events that compute: views, metadata and allocations such as ``as_strided``,
-   ``select``, ``view``, ``empty``, ``resize_`` excluded; on a GPU roughly the kernel launches).
+   ``select``, ``view``, ``empty``, ``resize_`` excluded; on a GPU roughly the kernel launches). Counted on the
+   second call (what every training iteration and sliding-window patch costs: ``fused`` reuses the buffers and
+   per-step views made by the first call) and, for the ``all`` count, on the first call of a new network.
 2. Time: forward + backward (loss = sum of h * random weights) of every ConvLSTM of the generator at the in-plane
    size it runs at for a D x H x W patch (default 32 x 64 x 64, batch 2), then the whole generator. Implementations
    are timed alternately in the same run; figures are medians of per-repetition ratios.
@@ -21,6 +23,7 @@ On a machine shared with other jobs use --threads 1 --clock cpu (process CPU tim
 from __future__ import annotations
 
 import argparse
+import copy
 import os
 import statistics
 import time
@@ -86,9 +89,11 @@ def layer_shapes(net: TCuPGenerator, height: int, width: int) -> list[tuple[str,
     return shapes
 
 
-def count_aten_calls(step: Callable[[], None]) -> dict[str, int]:
-    """ATen events of one call of ``step`` (after one warm-up call): all, top-level, and computing leaves."""
-    step()
+def count_aten_calls(step: Callable[[], None], warm_up: bool = True) -> dict[str, int]:
+    """ATen events of one call of ``step`` (after one warm-up call unless ``warm_up`` is False): all, top-level,
+    and computing leaves."""
+    if warm_up:
+        step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         step()
     aten = [e for e in prof.events() if e.name.startswith("aten::")]
@@ -160,6 +165,7 @@ def net_step(model: TCuPGenerator, x: torch.Tensor, target: torch.Tensor) -> Cal
 def report_aten_calls(nets: dict[str, TCuPGenerator], patch: Sequence[int], batch: int, device: str) -> None:
     x = torch.randn(batch, 4, *patch, device=device)
     target = torch.randn(batch, 3, *patch, device=device)
+    first = {impl: count_aten_calls(net_step(copy.deepcopy(net), x, target), False) for impl, net in nets.items()}
     counts = {impl: count_aten_calls(net_step(net, x, target)) for impl, net in nets.items()}
     depth = patch[0]
     print(f"ATen calls per slice, generator forward + backward, batch {batch}, patch {list(patch)}:")
@@ -171,6 +177,11 @@ def report_aten_calls(nets: dict[str, TCuPGenerator], patch: Sequence[int], batc
             f"  {kind:8s} fast/fused {counts['fast'][kind] / counts['fused'][kind]:.2f}x, "
             f"per_slice/fused {counts['per_slice'][kind] / counts['fused'][kind]:.2f}x"
         )
+    print(
+        "  first call of a new network (fused makes its buffers and per-step views then; later calls reuse them): "
+        + ", ".join(f"{impl} {c['all'] / depth:.1f}" for impl, c in first.items())
+        + f" all per slice; fast/fused {first['fast']['all'] / first['fused']['all']:.2f}x"
+    )
 
 
 def report_layers(net: TCuPGenerator, args: argparse.Namespace) -> None:

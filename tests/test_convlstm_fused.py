@@ -155,6 +155,85 @@ def test_backward_twice_with_retain_graph_gives_the_same_gradients():
     torch.testing.assert_close(layer.conv.weight.grad, first[1], atol=0, rtol=0)
 
 
+def _grads_of(layer: ConvLSTM2d, x: torch.Tensor, c0: torch.Tensor, w_h: torch.Tensor) -> list[torch.Tensor]:
+    layer.zero_grad(set_to_none=True)
+    xx, cc = x.clone().requires_grad_(True), c0.clone().requires_grad_(True)
+    h, c = layer(xx, cc)
+    ((h * w_h).sum() + c.square().sum()).backward()
+    return [h.detach(), c.detach(), xx.grad, cc.grad, layer.conv.weight.grad, layer.conv.bias.grad]
+
+
+def test_reused_buffers_give_the_same_results_as_fresh_ones():
+    """One layer called again and again (buffers and views reused) agrees with the reference on every call,
+    across chunk boundaries (two buffer shapes: full and last chunk)."""
+    torch.manual_seed(8)
+    layers = _layers(3, 4, torch.float64, steps_per_chunk=3)
+    fused, reference = layers["fused"], layers["per_slice"]
+    sets = []
+    for call in range(3):
+        x = torch.randn(7, 2, 3, 6, 5, dtype=torch.float64)
+        c0 = torch.randn(2, 4, 6, 5, dtype=torch.float64)
+        w_h = torch.randn(7, 2, 4, 6, 5, dtype=torch.float64)
+        for got, want in zip(_grads_of(fused, x, c0, w_h), _grads_of(reference, x, c0, w_h)):
+            torch.testing.assert_close(got, want, atol=1e-10, rtol=0, msg=f"call {call}")
+        sets.append({id(b) for b in fused.buffer_pool._idle})
+    # chunks of 3 + 3 + 1 steps, all live in one graph: three sets, made by the first call and reused after it
+    assert sorted(b.key.steps for b in fused.buffer_pool._idle) == [1, 3, 3]
+    assert sets[0] == sets[1] == sets[2]
+
+
+def test_two_live_graphs_never_share_buffers():
+    """Two forwards before either backward (as when a loss sums two passes) get separate buffer sets."""
+    torch.manual_seed(9)
+    layers = _layers(2, 3, torch.float64)
+    fused, reference = layers["fused"], layers["per_slice"]
+    x1, x2 = torch.randn(2, 5, 1, 2, 4, 4, dtype=torch.float64)
+    expected = []
+    for net in (fused, reference):
+        net.zero_grad(set_to_none=True)
+        a, b = x1.clone().requires_grad_(True), x2.clone().requires_grad_(True)
+        h1, _ = net(a)
+        h2, _ = net(b)
+        (h1.square().sum() + (h2 * 3).sin().sum()).backward()
+        expected.append([h1.detach(), h2.detach(), a.grad, b.grad, net.conv.weight.grad])
+        del h1, h2
+    for got, want in zip(*expected):
+        torch.testing.assert_close(got, want, atol=1e-10, rtol=0)
+    assert len(fused.buffer_pool) == 2
+
+
+def test_outputs_are_not_overwritten_by_the_next_call():
+    """Under no_grad the buffers go back to the pool at once; the returned tensors must not be views of them."""
+    torch.manual_seed(10)
+    layer = ConvLSTM2d(2, 3)
+    x1, x2 = torch.randn(2, 4, 1, 2, 5, 5)
+    with torch.no_grad():
+        h1, c1 = layer(x1)
+        kept = (h1.clone(), c1.clone())
+        layer(x2)
+        assert len(layer.buffer_pool) == 1  # the same set served both calls
+    torch.testing.assert_close(h1, kept[0], atol=0, rtol=0)
+    torch.testing.assert_close(c1, kept[1], atol=0, rtol=0)
+
+
+def test_inference_mode_buffers_are_not_used_for_training_and_casts_clear_the_pool():
+    torch.manual_seed(11)
+    layer = ConvLSTM2d(2, 3)
+    x = torch.randn(3, 1, 2, 4, 4)
+    with torch.inference_mode():
+        layer(x)
+    h, c = layer(x.clone().requires_grad_(True))  # would raise "Inference tensors cannot be saved for backward"
+    (h.sum() + c.sum()).backward()
+    del h, c
+    assert {b.key.inference_mode for b in layer.buffer_pool._idle} == {True, False}
+    layer.double()
+    assert len(layer.buffer_pool) == 0
+    h, _ = layer(x.double())
+    assert h.dtype == torch.float64
+    copy = __import__("copy").deepcopy(layer)
+    assert len(copy.buffer_pool) == 0
+
+
 def _aten_calls(layer: ConvLSTM2d, x: torch.Tensor) -> int:
     def step() -> None:
         h, _ = layer(x)
@@ -166,15 +245,16 @@ def _aten_calls(layer: ConvLSTM2d, x: torch.Tensor) -> int:
     return sum(1 for e in prof.events() if e.name.startswith("aten::"))
 
 
-def test_fused_issues_at_most_half_the_aten_calls_of_fast():
-    """A count, not a timing: re-introducing per-step selects, casts or temporaries fails this."""
+def test_fused_issues_at_most_a_third_of_the_aten_calls_of_fast():
+    """A count, not a timing: re-introducing per-step views, selects, casts or temporaries fails this, and so does
+    making the buffers (and their views) afresh on every call instead of reusing them."""
     torch.manual_seed(5)
     x = torch.randn(24, 2, 4, 6, 6, requires_grad=True)
     counts = {
         impl: _aten_calls(ConvLSTM2d(4, 8, implementation=impl, steps_per_chunk=24), x) for impl in ("fused", "fast")
     }
-    assert counts["fused"] * 2 <= counts["fast"], counts
-    assert counts["fused"] / 24 <= 56, counts  # per step, forward + backward, hidden conv included (51 today)
+    assert counts["fused"] * 3 <= counts["fast"], counts
+    assert counts["fused"] / 24 <= 36, counts  # per step, forward + backward, hidden conv included (34 today)
 
 
 def test_cuda_graphs_flag_is_inert_on_cpu_and_in_training():

@@ -1,16 +1,21 @@
 """The fused ConvLSTM time loop (``implementation="fused"``): few ATen calls per slice, forward and backward.
 
-Tensor layout: time-major ``(T, B, 4*hidden, H, W)`` gate pre-activations in the **internal gate order
-(o, i, f, g)** (the caller permutes the weight rows once per forward; see :func:`to_internal_order`), so that
+Tensor layout: time-major ``(T, B, 4*hidden, H, W)`` gate pre-activations, stored channels-last per slice (see
+:mod:`._recurrence_buffers`: the convolutions run 1.2-2.8x faster on CPU than on (B, C, H, W)-contiguous slices),
+in the **internal gate order (o, i, f, g)** (the caller permutes the weight rows once per forward; see
+:func:`to_internal_order`), so that
 
-* forward: the three sigmoid gates are one contiguous slice (one in-place ``sigmoid_``) and ``g`` one ``tanh_``;
+* forward: ``g = tanh(x_g)`` is written to its own ``(T, B, hidden, H, W)`` buffer, stored ``(B, h, H, W)``-
+  contiguous per slice, then one in-place ``sigmoid_`` covers the whole contiguous slice (o, i, f, and the
+  g pre-activation, which is no longer read). On CPU a unary op over one channel block of a channels-last slice
+  is not vectorised: ``sigmoid_`` on (o, i, f) and ``tanh_`` on g in place took 2-3x the time of this;
 * backward: the gradients of ``i, f, g`` are one contiguous ``(B, 3, hidden, H, W)`` block, which is
   ``dc * M`` with a per-step coefficient ``M = [g*i', c_prev*f', i*g']`` computed for all steps at once.
 
-Per time step the forward issues the hidden conv and 7 pointwise calls (add_, sigmoid_, tanh_, mul + addcmul_ for c,
-tanh, mul for h; the first step has no conv and no add), all writing into buffers allocated once per chunk; the
-backward issues the hidden conv's input gradient and at most 5 pointwise calls. Per-step views are made once per
-chunk with one ``as_strided`` call each (:func:`steps_of`). There is no host synchronisation.
+Per time step the forward issues the hidden conv and 7 pointwise calls (add_, tanh, sigmoid_, mul + addcmul_ for c,
+tanh, mul for h; the first step has no conv and no add), the backward the hidden conv's input
+gradient and at most 5 pointwise calls, all on buffers and per-step views made once per shape and reused across
+calls (:class:`~._recurrence_buffers.BufferPool`). There is no host synchronisation.
 Everything that does not depend on the recurrence (activation derivatives, ``tanh(c)``, the coefficients ``M``,
 ``N = tanh(c) * o'`` and ``K = o * (1 - tanh(c)^2)``, the hidden-weight gradient) is computed once per chunk.
 
@@ -22,6 +27,10 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+
+from ._recurrence_buffers import BufferKey, BufferPool, Lease, RecurrenceBuffers, steps_of
+
+__all__ = ["INTERNAL_ORDER", "FusedRecurrence", "steps_of", "to_internal_order"]
 
 INTERNAL_ORDER = (2, 0, 1, 3)  # internal block k holds PyTorch-order gate INTERNAL_ORDER[k]: (o, i, f, g)
 
@@ -48,127 +57,126 @@ def _hidden_conv_input_grad(grad: Tensor, h: Tensor, weight: Tensor, padding: in
     )[0]
 
 
-def steps_of(t: Tensor) -> list[Tensor]:
-    """The views ``t[0], t[1], ...`` made with one ``as_strided`` call each (``select`` costs two ATen calls)."""
-    size, stride, offset = t.shape[1:], t.stride()[1:], t.storage_offset()
-    return [t.as_strided(size, stride, offset + k * t.stride(0)) for k in range(t.shape[0])]
-
-
 class FusedRecurrence(torch.autograd.Function):
     """forward(gates_x (T, B, 4h, H, W) internal order, w_h (4h, h, k, k), h0 (B, h, H, W) | None,
-    c0 (B, h, H, W) | None, padding) -> (h_seq (T, B, h, H, W) in the gates' dtype, c_T).
+    c0 (B, h, H, W) | None, padding, pool) -> (h_seq (T, B, h, H, W) in the gates' dtype, c_T).
 
     The cell state (``c0``, ``c_T``) is float32, or float64 when the gates are float64.
 
-    ``gates_x`` is the input-to-hidden conv of every step (bias included): a temporary that the forward overwrites
-    with the gate activations (saved for the backward), so no second buffer of gates is allocated. Not twice
-    differentiable.
+    ``gates_x`` is the input-to-hidden conv of every step (bias included). It is copied into the buffer set leased
+    from ``pool`` (a :class:`BufferPool`; None: fresh buffers, as under CUDA graph capture), whose per-step views
+    were made when the set was first used; the set is held until this call's autograd context is freed. The outputs
+    are fresh tensors. Not twice differentiable.
     """
 
     @staticmethod
     def forward(
-        ctx, gates_x: Tensor, w_h: Tensor, h0: Tensor | None, c0: Tensor | None, padding: int
+        ctx,
+        gates_x: Tensor,
+        w_h: Tensor,
+        h0: Tensor | None,
+        c0: Tensor | None,
+        padding: int,
+        pool: BufferPool | None,
     ) -> tuple[Tensor, Tensor]:
-        steps, batch, four_hidden, height, width = gates_x.shape
-        hidden = four_hidden // 4
-        device, dtype = gates_x.device, gates_x.dtype
-        state_dtype = torch.promote_types(dtype, torch.float32)  # float32 under autocast, float64 for float64
-        acts = gates_x  # a temporary of the caller, overwritten with the activations
-        cells = torch.empty(steps, batch, hidden, height, width, dtype=state_dtype, device=device)
-        h_seq = torch.empty(steps, batch, hidden, height, width, dtype=dtype, device=device)
-        tanh_c = torch.empty(batch, hidden, height, width, dtype=state_dtype, device=device)
-        blocks = acts.view(steps, batch, 4, hidden, height, width)
-        pre_t = steps_of(acts)
-        sig_t, tanh_t = steps_of(acts[:, :, : 3 * hidden]), steps_of(acts[:, :, 3 * hidden :])
-        o_t, i_t, f_t = (steps_of(blocks[:, :, k]) for k in range(3))
-        g_t = tanh_t  # the g block is the tanh slice
-        c_t, h_t = steps_of(cells), steps_of(h_seq)
-        with torch.autocast(device.type, enabled=False):
-            h_prev, c_prev = h0, c0
-            for t in range(steps):
-                if h_prev is not None:
-                    pre_t[t].add_(_hidden_conv(h_prev, w_h, padding))
-                sig_t[t].sigmoid_()
-                tanh_t[t].tanh_()
+        key = BufferKey.for_gates(gates_x)
+        if pool is None or (gates_x.is_cuda and torch.cuda.is_current_stream_capturing()):
+            buf = RecurrenceBuffers(key)
+        else:
+            ctx.lease = Lease()
+            buf = pool.lease(key, ctx.lease)
+        with torch.autocast(gates_x.device.type, enabled=False):
+            buf.acts.copy_(gates_x)
+            if h0 is not None:
+                buf.hidden_t[0].copy_(h0)
+            pre_t, g_pre_t, g_t, o_t, i_t, f_t = buf.pre_t, buf.g_pre_t, buf.g_t, buf.o_t, buf.i_t, buf.f_t
+            c_t, hidden_t, tanh_c = buf.c_t, buf.hidden_t, buf.tanh_c
+            c_prev = c0
+            for t in range(key.steps):
+                if t > 0 or h0 is not None:
+                    pre_t[t].add_(_hidden_conv(hidden_t[t], w_h, padding))
+                torch.tanh(g_pre_t[t], out=g_t[t])  # g into its own (B, h, H, W)-contiguous buffer
+                pre_t[t].sigmoid_()  # o, i, f (and the g pre-activation, no longer read): the whole slice at once
                 if c_prev is None:
                     torch.mul(i_t[t], g_t[t], out=c_t[t])
                 else:
                     torch.mul(f_t[t], c_prev, out=c_t[t])
                     c_t[t].addcmul_(i_t[t], g_t[t])
                 torch.tanh(c_t[t], out=tanh_c)
-                torch.mul(o_t[t], tanh_c, out=h_t[t])
-                h_prev, c_prev = h_t[t], c_t[t]
-        ctx.save_for_backward(acts, cells, h_seq, w_h, h0, c0)
+                torch.mul(o_t[t], tanh_c, out=hidden_t[t + 1])
+                c_prev = c_t[t]
+        ctx.save_for_backward(buf.acts, buf.g_seq, buf.cells, buf.hidden, w_h, c0)
+        ctx.buffers = buf
+        ctx.has_h0 = h0 is not None
         ctx.padding = padding
-        return h_seq, cells[-1].clone()
+        contiguous = torch.contiguous_format  # fresh (B, C, H, W)-contiguous outputs, never views of the buffers
+        return buf.h_seq.clone(memory_format=contiguous), c_t[-1].clone(memory_format=contiguous)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h: Tensor | None, grad_c: Tensor | None):
-        acts, cells, h_seq, w_h, h0, c0 = ctx.saved_tensors
-        steps, batch, four_hidden, height, width = acts.shape
-        hidden = four_hidden // 4
+        acts, _, cells, hidden, w_h, c0 = ctx.saved_tensors  # checks that no later forward overwrote them
+        buf: RecurrenceBuffers = ctx.buffers
+        buf.make_backward_buffers()
+        steps = acts.shape[0]
         with torch.autocast(acts.device.type, enabled=False):
-            grads, k_coef = _coefficients(acts, cells, c0)
-            g_blocks = grads.view(steps, batch, 4, hidden, height, width)
-            d_o, d_ifg = steps_of(g_blocks[:, :, 0]), steps_of(g_blocks[:, :, 1:])
-            grad_t, k_t = steps_of(grads), steps_of(k_coef)
-            f_t = steps_of(acts.view(steps, batch, 4, hidden, height, width)[:, :, 2])
-            gh_t = None if grad_h is None else steps_of(grad_h)
-            h_prev_t = [h0] + steps_of(h_seq[:-1]) if steps > 1 else [h0]
-            dc = torch.empty(batch, 1, hidden, height, width, dtype=cells.dtype, device=acts.device)
-            dc4 = dc.view(batch, hidden, height, width)
-            dcf_buf = torch.empty_like(dc4)
-            dcf = None if grad_c is None else grad_c.to(cells.dtype)  # dc_{t+1} * f_{t+1}, carried to step t
-            dh_sum = torch.empty_like(dc4) if gh_t is not None else None
+            _coefficients(buf, c0)
+            grad_o_t, grad_ifg_t, grads_t, k_t = buf.grad_o_t, buf.grad_ifg_t, buf.grads_t, buf.coef_k_t
+            f_t, hidden_t, dc, dc_flat, dcf_buf = buf.f_t, buf.hidden_t, buf.grad_c, buf.grad_c_flat, buf.grad_c_next
+            gh_t = None
+            if grad_h is not None:
+                buf.grad_hidden.copy_(grad_h)
+                gh_t = buf.grad_hidden_t
+            dcf = None if grad_c is None else dcf_buf.copy_(grad_c)  # dc_{t+1} * f_{t+1}, carried to step t
             dh_rec: Tensor | None = None
             for t in range(steps - 1, -1, -1):
-                dh = _hidden_gradient(gh_t, t, dh_rec, dh_sum)
-                if dh is None:  # only c_T is used, last step: no gradient through h
-                    d_o[t].zero_()
-                    dc4.copy_(dcf)  # type: ignore[arg-type]
+                if gh_t is None:
+                    dh = dh_rec
                 else:
-                    d_o[t].mul_(dh)
+                    dh = gh_t[t] if dh_rec is None else gh_t[t].add_(dh_rec)
+                if dh is None:  # only c_T is used, last step: no gradient through h
+                    grad_o_t[t].zero_()
+                    dc_flat.copy_(dcf)  # type: ignore[arg-type]
+                else:
+                    grad_o_t[t].mul_(dh)
                     if dcf is None:
-                        torch.mul(dh, k_t[t], out=dc4)
+                        torch.mul(dh, k_t[t], out=dc_flat)
                     else:
-                        torch.addcmul(dcf, dh, k_t[t], out=dc4)
-                d_ifg[t].mul_(dc)
-                dcf = torch.mul(dc4, f_t[t], out=dcf_buf)
-                if h_prev_t[t] is not None:
-                    dh_rec = _hidden_conv_input_grad(grad_t[t], h_prev_t[t], w_h, ctx.padding)
-            grad_w = _hidden_weight_gradient(grads, h_seq, h0, w_h, ctx.padding) if ctx.needs_input_grad[1] else None
-        grad_h0 = dh_rec if (h0 is not None and ctx.needs_input_grad[2]) else None
-        grad_c0 = dcf if (c0 is not None and ctx.needs_input_grad[3]) else None
-        return grads, grad_w, grad_h0, grad_c0, None
+                        torch.addcmul(dcf, dh, k_t[t], out=dc_flat)
+                grad_ifg_t[t].mul_(dc)
+                dcf = torch.mul(dc_flat, f_t[t], out=dcf_buf)
+                if t > 0 or ctx.has_h0:
+                    dh_rec = _hidden_conv_input_grad(grads_t[t], hidden_t[t], w_h, ctx.padding)
+            grad_w = None
+            if ctx.needs_input_grad[1]:
+                first = 0 if ctx.has_h0 else 1  # without h_0 the first step has no hidden conv
+                grad_w = _weight_gradient(buf.grads[first:], hidden[first:-1], w_h, ctx.padding)
+        grad_h0 = grad_c0 = None
+        if ctx.has_h0 and ctx.needs_input_grad[2] and dh_rec is not None:
+            grad_h0 = dh_rec.contiguous()  # a fresh convolution result, not a buffer
+        if c0 is not None and ctx.needs_input_grad[3] and dcf is not None:
+            grad_c0 = dcf.clone(memory_format=torch.contiguous_format)  # dcf is a buffer: hand out a copy
+        return buf.grads, grad_w, grad_h0, grad_c0, None, None
 
 
-def _hidden_gradient(gh_t: list[Tensor] | None, t: int, dh_rec: Tensor | None, out: Tensor | None) -> Tensor | None:
-    """dL/dh_t = the output gradient at step t + the gradient through the next step's hidden conv."""
-    if gh_t is None:
-        return dh_rec
-    if dh_rec is None:
-        return gh_t[t]
-    return torch.add(gh_t[t], dh_rec, out=out)
+def _coefficients(buf: RecurrenceBuffers, c0: Tensor | None) -> None:
+    """Per-step backward coefficients, for all steps at once (no recurrence in them), written into ``buf``.
 
-
-def _coefficients(acts: Tensor, cells: Tensor, c0: Tensor | None) -> tuple[Tensor, Tensor]:
-    """Per-step backward coefficients, for all steps at once (no recurrence in them).
-
-    Returns ``grads`` (T, B, 4h, H, W) in the gates' dtype holding ``[N, M_i, M_f, M_g]`` (the step loop multiplies
-    them in place by dh and dc) and ``K`` (T, B, h, H, W) float32, with ``N = tanh(c) o (1 - o)``,
+    ``buf.grads`` (T, B, 4h, H, W) in the gates' dtype gets ``[N, M_i, M_f, M_g]`` (the step loop multiplies them in
+    place by dh and dc) and ``buf.coef_k`` (T, B, h, H, W) float32 gets ``K``, with ``N = tanh(c) o (1 - o)``,
     ``M_i = g i (1 - i)``, ``M_f = c_{t-1} f (1 - f)``, ``M_g = i (1 - g^2)``, ``K = o (1 - tanh(c)^2)``.
     """
+    acts, cells, grads, tanh_c = buf.acts, buf.cells, buf.grads, buf.coef_k
     steps, batch, four_hidden, height, width = acts.shape
     hidden = four_hidden // 4
-    grads = torch.empty_like(acts)
     sig = acts[:, :, : 3 * hidden]
     torch.addcmul(sig, sig, sig, value=-1.0, out=grads[:, :, : 3 * hidden])  # s (1 - s) for o, i, f
     blocks = acts.view(steps, batch, 4, hidden, height, width)
     g_blocks = grads.view(steps, batch, 4, hidden, height, width)
-    o, i, g = blocks[:, :, 0], blocks[:, :, 1], blocks[:, :, 3]
-    torch.addcmul(torch.ones((), dtype=acts.dtype, device=acts.device), g, g, value=-1.0, out=g_blocks[:, :, 3])
-    tanh_c = torch.tanh(cells)
+    o, i, g = blocks[:, :, 0], blocks[:, :, 1], buf.g_seq
+    one = torch.ones((), dtype=acts.dtype, device=acts.device)
+    torch.addcmul(one, g, g, value=-1.0, out=g_blocks[:, :, 3])
+    torch.tanh(cells, out=tanh_c)
     g_blocks[:, :, 0].mul_(tanh_c)
     g_blocks[:, :, 1].mul_(g)
     g_blocks[:, :, 3].mul_(i)
@@ -178,18 +186,22 @@ def _coefficients(acts: Tensor, cells: Tensor, c0: Tensor | None) -> tuple[Tenso
         g_blocks[0, :, 2].zero_()
     else:
         g_blocks[0, :, 2].mul_(c0)
-    k_coef = torch.addcmul(
-        torch.ones((), dtype=cells.dtype, device=acts.device), tanh_c, tanh_c, value=-1.0, out=tanh_c
-    ).mul_(o)
-    return grads, k_coef
+    torch.addcmul(one.to(cells.dtype), tanh_c, tanh_c, value=-1.0, out=tanh_c).mul_(o)  # K, in place of tanh(c)
 
 
 def _hidden_weight_gradient(grads: Tensor, h_seq: Tensor, h0: Tensor | None, w_h: Tensor, padding: int) -> Tensor:
-    """dL/dW_h for the whole chunk in one weight-gradient convolution (steps folded into the batch)."""
+    """dL/dW_h for a chunk given as (gradients of all steps, hidden outputs, h_0 or None); used by "fast"."""
     if h0 is None and grads.shape[0] == 1:
         return torch.zeros_like(w_h)
     prev = h_seq[:-1] if h0 is None else torch.cat([h0.unsqueeze(0), h_seq[:-1]])
-    outs = grads[1:] if h0 is None else grads
+    return _weight_gradient(grads[1:] if h0 is None else grads, prev, w_h, padding)
+
+
+def _weight_gradient(outs: Tensor, prev: Tensor, w_h: Tensor, padding: int) -> Tensor:
+    """dL/dW_h in one weight-gradient convolution, steps folded into the batch: ``outs`` (S, B, 4h, H, W) are the
+    gradients w.r.t. the gate pre-activations of S steps, ``prev`` (S, B, h, H, W) those steps' hidden-conv inputs."""
+    if outs.shape[0] == 0:
+        return torch.zeros_like(w_h)
     return torch.ops.aten.convolution_backward(
         outs.flatten(0, 1),
         prev.flatten(0, 1),

@@ -13,17 +13,20 @@ Every implementation stores exactly that single convolution (``conv.weight`` of 
 ``(4*hidden, input + hidden, k, k)`` and ``conv.bias``), so state dicts are interchangeable key for key:
 
 - ``"fused"`` (default): splits the weight into its input part ``W_x`` and hidden part ``W_h``
-  (``W * [x; h] = W_x * x + W_h * h``), runs ``W_x`` once over all slices of a chunk (time folded into the batch)
-  and keeps only the ``W_h`` convolution and a handful of fused pointwise calls inside the time loop, forward and
-  backward (:mod:`._fused_recurrence`: one autograd node per chunk, a hand-written backward, buffers allocated once
-  per chunk, no host syncs). About 3.5x fewer ATen calls per slice than ``"fast"``.
+  (``W * [x; h] = W_x * x + W_h * h``), runs ``W_x`` once over all slices (time folded into the batch) and keeps
+  only the ``W_h`` convolution and a handful of fused pointwise calls inside the time loop, forward and backward
+  (:mod:`._fused_recurrence`: one autograd node per sequence, a hand-written backward, no host syncs), on
+  channels-last buffers whose per-step views are made once per shape and reused by later calls
+  (:mod:`._recurrence_buffers`; each layer owns its ``buffer_pool``). 3.6x fewer ATen calls per slice than
+  ``"fast"`` over a generator forward + backward (``benchmarks/bench_convlstm.py``).
 - ``"fast"``: the same split with the previous hand-written loop (:mod:`._fast_recurrence`), kept as the reference
   that ``"fused"`` is measured and tested against.
 - ``"per_slice"`` (and :class:`ConvLSTMCell`): the plain reference, one convolution over ``cat([x_t, h_{t-1}])``
   per slice, differentiated by autograd.
 
-Long sequences are processed in chunks (on CPU a few MB of gates, so the batched input conv works on cache-sized
-blocks; on other devices all slices at once); ``(h, c)`` flow across chunk boundaries. Under ``torch.autocast`` the
+``"fast"`` processes long sequences in chunks (on CPU a few MB of gates, so the batched input conv works on
+cache-sized blocks; on other devices all slices at once), ``"fused"`` all slices at once unless ``steps_per_chunk``
+is given; ``(h, c)`` flow across chunk boundaries. Under ``torch.autocast`` the
 gate convolutions may run in half precision; the cell state ``c`` is always accumulated in float32 (``h`` is
 returned in the gate dtype).
 """
@@ -38,6 +41,7 @@ from torch import Tensor, nn
 
 from ._fast_recurrence import FastRecurrence
 from ._fused_recurrence import FusedRecurrence, to_internal_order
+from ._recurrence_buffers import BufferPool
 from ._validation import choice, odd_kernel_size, positive_int
 
 IMPLEMENTATIONS = ("fused", "fast", "per_slice")
@@ -136,13 +140,18 @@ def _scan(
     c0: Tensor | None,
     steps_per_chunk: int | None,
     recurrence: Callable[..., tuple[Tensor, Tensor]],
+    memory_format: torch.memory_format = torch.contiguous_format,
 ) -> tuple[Tensor, Tensor]:
-    """Chunked scan shared by "fused" and "fast": batched input conv per chunk, then ``recurrence`` over it."""
+    """Chunked scan shared by "fused" and "fast": batched input conv per chunk, then ``recurrence`` over it.
+
+    ``memory_format``: of the input and hidden weights (``torch.channels_last`` makes the convolutions run, and
+    return their results, channels-last).
+    """
     steps, batch, channels, height, width = x.shape
     four_hidden = weight.shape[0]
     if steps_per_chunk is None:  # cache-sized chunks help CPUs; accelerators want one big batched conv
         steps_per_chunk = chunk_steps(batch, four_hidden, height, width) if x.device.type == "cpu" else steps
-    w_x = weight[:, :channels]
+    w_x = weight[:, :channels].contiguous(memory_format=memory_format)
     w_h: Tensor | None = None
     h: Tensor | None = None
     c = None if c0 is None else c0.to(torch.promote_types(x.dtype, torch.float32)).contiguous()
@@ -150,9 +159,9 @@ def _scan(
     for x_chunk in x.split(steps_per_chunk, dim=0):  # split, not slicing: one gradient concat in backward
         n = x_chunk.shape[0]
         gates_x = F.conv2d(x_chunk.reshape(n * batch, channels, height, width), w_x, bias, padding=padding)
-        gates_x = gates_x.contiguous().view(n, batch, four_hidden, height, width)
+        gates_x = gates_x.contiguous(memory_format=memory_format).unflatten(0, (n, batch))
         if w_h is None:
-            w_h = weight[:, channels:].to(gates_x.dtype).contiguous()
+            w_h = weight[:, channels:].to(gates_x.dtype).contiguous(memory_format=memory_format)
         h_seq, c = recurrence(gates_x, w_h, h, c, padding)
         h = h_seq[-1]
         outputs.append(h_seq)
@@ -182,17 +191,22 @@ def convlstm_fused(
     padding: int,
     c0: Tensor | None = None,
     steps_per_chunk: int | None = None,
+    pool: BufferPool | None = None,
 ) -> tuple[Tensor, Tensor]:
     """``implementation="fused"``: same contract and result as :func:`convlstm_fast`, fewer ATen calls per slice.
 
     The gate rows are permuted once per call to the internal order (o, i, f, g) (gradients flow back through the
-    permutation to the stored weight, so state dicts are unchanged).
+    permutation to the stored weight, so state dicts are unchanged). ``pool``: where the loop's buffers (and their
+    per-step views) are leased from and returned to, so repeated calls of one shape make no new views (None: fresh
+    buffers per call; same results).
     """
     weight, bias = to_internal_order(weight, bias)
-    return _scan(x, weight, bias, padding, c0, steps_per_chunk, FusedRecurrence.apply)
 
+    def recurrence(gates_x: Tensor, w_h: Tensor, h: Tensor | None, c: Tensor | None, pad: int):
+        return FusedRecurrence.apply(gates_x, w_h, h, c, pad, pool)
 
-_SCANS = {"fused": convlstm_fused, "fast": convlstm_fast}
+    steps = x.shape[0] if steps_per_chunk is None else steps_per_chunk  # one chunk: no per-chunk overheads
+    return _scan(x, weight, bias, padding, c0, steps, recurrence, torch.channels_last)
 
 
 class ConvLSTM2d(nn.Module):
@@ -201,8 +215,8 @@ class ConvLSTM2d(nn.Module):
     Parameters live in ``self.conv`` (an ``nn.Conv2d(input + hidden, 4 * hidden, k)``): the single-conv form, so
     ``ConvLSTMCell(...).state_dict()`` loads into it unchanged and vice versa.
     ``implementation``: ``"fused"`` (default), ``"fast"`` or ``"per_slice"`` (see the module docstring).
-    ``steps_per_chunk``: slices per batched input conv in the fused/fast forms (None: about 4 MB of gates per chunk
-    on CPU, all slices on other devices).
+    ``steps_per_chunk``: slices per batched input conv in the fused/fast forms (None: all slices for "fused"; for
+    "fast" about 4 MB of gates per chunk on CPU, all slices on other devices).
     """
 
     def __init__(
@@ -225,6 +239,7 @@ class ConvLSTM2d(nn.Module):
         if steps_per_chunk is not None:
             positive_int("ConvLSTM2d", "steps_per_chunk", steps_per_chunk)
         self.steps_per_chunk = steps_per_chunk
+        self.buffer_pool = BufferPool()  # scratch buffers of the fused loop, reused across calls of one shape
 
     @property
     def implementation(self) -> str:
@@ -240,10 +255,16 @@ class ConvLSTM2d(nn.Module):
         Returns ``(h_seq, c_T)``: ``(T, B, hidden, H, W)`` in the compute dtype and ``(B, hidden, H, W)`` float32.
         """
         _check_sequence(x, self.input_channels, c0, self.hidden_channels)
+        weight, bias, padding = self.conv.weight, self.conv.bias, self.kernel_size // 2
         if self._implementation == "per_slice":
-            return convlstm_per_slice(x, self.conv.weight, self.conv.bias, self.kernel_size // 2, c0)
-        scan = _SCANS[self._implementation]
-        return scan(x, self.conv.weight, self.conv.bias, self.kernel_size // 2, c0, self.steps_per_chunk)
+            return convlstm_per_slice(x, weight, bias, padding, c0)
+        if self._implementation == "fast":
+            return convlstm_fast(x, weight, bias, padding, c0, self.steps_per_chunk)
+        return convlstm_fused(x, weight, bias, padding, c0, self.steps_per_chunk, self.buffer_pool)
+
+    def _apply(self, fn, recurse=True):  # .to(), .cuda(), .half(), ...: buffers of the old device/dtype go
+        self.buffer_pool.clear()
+        return super()._apply(fn, recurse)
 
     @classmethod
     def from_cell(cls, cell: ConvLSTMCell, implementation: str = "fused") -> ConvLSTM2d:
