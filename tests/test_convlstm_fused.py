@@ -234,6 +234,23 @@ def test_inference_mode_buffers_are_not_used_for_training_and_casts_clear_the_po
     assert len(copy.buffer_pool) == 0
 
 
+def test_a_training_loop_reuses_one_buffer_set_per_layer():
+    """Iterations of forward + backward + step (the graph freed at the end of each) make no new buffers."""
+    torch.manual_seed(12)
+    net = TCuPGenerator(4, 3, TINY)
+    optimizer = torch.optim.SGD(net.parameters(), lr=0.1)
+    x, target = torch.randn(2, 4, 5, 12, 10), torch.rand(2, 3, 5, 12, 10)
+    pools = [m.buffer_pool for m in net.modules() if isinstance(m, ConvLSTM2d)]
+    seen = []
+    for _ in range(3):
+        optimizer.zero_grad(set_to_none=True)
+        nn.functional.binary_cross_entropy_with_logits(net(x), target).backward()
+        optimizer.step()
+        seen.append([{id(b) for b in pool._idle} for pool in pools])
+    assert all(len(ids) == 1 for ids in seen[0])
+    assert seen[0] == seen[1] == seen[2]
+
+
 def _aten_calls(layer: ConvLSTM2d, x: torch.Tensor) -> int:
     def step() -> None:
         h, _ = layer(x)
