@@ -11,7 +11,8 @@ an autocast context with ``cache_enabled=False`` that repeats the caller's autoc
 graph's static input and clone the static output (the next replay overwrites it). Parameters are read from their
 memory at replay, so in-place weight updates (``load_state_dict``, as nnU-Net's fold ensembling does) are seen;
 the generator puts its parameters' addresses in the key, so a moved or re-created parameter means a new capture
-(the oldest of ``MAX_GRAPHS`` graphs is dropped).
+(the oldest of ``MAX_GRAPHS`` graphs is dropped). During capture the fused ConvLSTM allocates fresh buffers instead of
+leasing from its layer's pool (:mod:`._recurrence_buffers`), so a graph owns all the memory it replays into.
 """
 
 from __future__ import annotations
