@@ -17,8 +17,9 @@ Modes: the default trains 5 folds (4 epochs x 12 iterations each) on 20 cases of
 cases (measured: 12-16 minutes per fold on a busy 2-core CPU; predictions without test-time mirroring unless
 ``--tta``); ``--fast`` trains 3 folds (2 epochs x 8 iterations) on 12 cases and reviews 8;
 ``--fold-model nnunet-ablation`` trains the folds with the learning ablation's setup that learns on a CPU
-(review_nnunet_folds.py: TCuP-GAN priorBias on the class dataset, patch 16x48x48, 6 x 25 iterations; measured about
-6 minutes per fold on a busy 2-core CPU); ``--fold-model voxel``
+(review_nnunet_folds.py: TCuP-GAN priorBias on the class dataset, patch 16x48x48, 6 x 25 iterations; measured 3-6
+minutes of training and 1-1.5 minutes of predicting 40 cases per fold, 37 minutes in all, on a busy 2-core CPU);
+``--fold-model voxel``
 replaces the TCuP-GAN folds by scikit-learn voxel classifiers (about a minute per fold, see review_voxel_folds.py);
 ``--fold-dirs`` skips training and measures existing per-fold predictions (``--images`` and ``--gt`` then name
 the images and labels).
