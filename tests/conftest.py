@@ -71,3 +71,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
+
+
+# Session-scoped trained tiny model shared by the slow end-to-end tests (imported last: shared_models uses
+# run_command above).
+from shared_models import tiny_gli_dataset, tiny_gli_model  # noqa: E402, F401

@@ -14,14 +14,14 @@ The probe trainers of the last two tests live in a *user's own* ``nnUNet_extTrai
 the package keeps the user's entries). They are the package's trainers with a seeded start, a short schedule whose
 learning rates change every epoch, a state dump at the start of every epoch (``probe_epochN.pt``) and, when asked
 through the environment, a crash right after the checkpoint of an epoch is written.
-Tiny data (5 + 2 cases of 40x40x24 voxels, shared by the three tests) and a 16x32x32 patch keep it to a few
-minutes on 2 CPU cores.
+Tiny data (5 + 2 cases of 40x40x24 voxels) and a 16x32x32 patch keep it to a few minutes on 2 CPU cores. The
+dataset and the trained folds 0 and 1 are the session's shared tiny model (``tests/shared_models.py``: also used by
+``test_review_model.py``); the probe trainers train on the same dataset.
 """
 
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import NamedTuple
 
@@ -30,18 +30,12 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_command
-from test_trainer_support import (
-    fresh_shell_env,
-    make_brats_dataset,
-    model_folder,
-    plan_and_preprocess,
-    with_user_trainer_folder,
-    write_user_trainers,
-)
+from shared_models import TINY_GLI_DATASET_ID, TINY_SHAPE_XYZ, TINY_TRAINER, TinyGLIDataset, TinyGLIModel
+from test_trainer_support import model_folder, with_user_trainer_folder, write_user_trainers
 
-DATASET_ID = 611
-TRAINER = "nnUNetTrainerTCuPGAN_tiny"
-SHAPE_XYZ = (40, 40, 24)
+DATASET_ID = TINY_GLI_DATASET_ID
+TRAINER = TINY_TRAINER
+SHAPE_XYZ = TINY_SHAPE_XYZ
 
 PROBE_SOURCE = """
 import os
@@ -122,22 +116,16 @@ class GLIDataset(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def gli(tmp_path_factory: pytest.TempPathFactory) -> GLIDataset:
-    """5 training + 2 test synthetic GLI cases, converted, planned and preprocessed (patch 16x32x32, batch 2).
-
-    nnU-Net folders and CPU settings as conftest's ``nnunet_env``, but shared by this module's tests.
-    """
-    root = tmp_path_factory.mktemp("tcup_e2e")
-    env = dict(os.environ)
-    for key, sub in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "preprocessed"), ("nnUNet_results", "results")):
-        (root / "nnunet" / sub).mkdir(parents=True)
-        env[key] = str(root / "nnunet" / sub)
-    env.update({"nnUNet_compile": "f", "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "MPLBACKEND": "Agg"})
-    env = fresh_shell_env(env)
-    users_folder = write_user_trainers(root / "users_trainers", "tcup_probe_trainers_for_tests", PROBE_SOURCE)
-    raw = make_brats_dataset(env, root, DATASET_ID, "GLI", n_train=5, n_test=2, shape=SHAPE_XYZ)
-    preprocessed = plan_and_preprocess(env, DATASET_ID)
-    return GLIDataset(env, with_user_trainer_folder(env, [users_folder]), raw, preprocessed)
+def gli(tiny_gli_dataset: TinyGLIDataset, tmp_path_factory: pytest.TempPathFactory) -> GLIDataset:
+    """The session's tiny GLI dataset (5 training + 2 test cases, patch 16x32x32, batch 2) plus a user's own
+    trainer folder holding this module's probe trainers."""
+    users_folder = write_user_trainers(
+        tmp_path_factory.mktemp("users_trainers"), "tcup_probe_trainers_for_tests", PROBE_SOURCE
+    )
+    env = tiny_gli_dataset.env
+    return GLIDataset(
+        env, with_user_trainer_folder(env, [users_folder]), tiny_gli_dataset.raw, tiny_gli_dataset.preprocessed
+    )
 
 
 @pytest.fixture(scope="module")
@@ -231,15 +219,16 @@ def _predict(env: dict[str, str], images: Path, out: Path, *extra) -> None:
     )
 
 
-def test_stock_commands_end_to_end(gli: GLIDataset, tmp_path: Path) -> None:
-    env, raw, preprocessed = gli.env, gli.raw, gli.preprocessed
+def test_stock_commands_end_to_end(tiny_gli_model: TinyGLIModel, tmp_path: Path) -> None:
+    dataset = tiny_gli_model.dataset
+    env, raw, preprocessed = dataset.env, dataset.raw, dataset.preprocessed
     dataset_name = raw.name
 
-    for fold in (0, 1):
-        run_command(
-            ["nnUNetv2_train", DATASET_ID, "3d_fullres", fold, "-tr", TRAINER, "-device", "cpu", "--npz"], env=env
-        )
+    # folds 0 and 1 were trained by the stock `nnUNetv2_train 611 3d_fullres FOLD -tr nnUNetTrainerTCuPGAN_tiny
+    # -device cpu --npz` from a fresh shell (shared_models.tiny_gli_model)
+    assert [proc.returncode for proc in tiny_gli_model.trainings] == [0, 0]
     models = model_folder(env, dataset_name, TRAINER)
+    assert models == tiny_gli_model.models
     _check_checkpoint(models / "fold_0", models / "plans.json", models / "dataset.json")
     for fold in (0, 1):
         validation = models / f"fold_{fold}" / "validation"

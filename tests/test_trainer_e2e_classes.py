@@ -1,7 +1,8 @@
 """The paper's formulation end to end with the stock commands (issue 9): ``nnunet_tcup convert --mode classes``
 (plain labels NETC / SNFH / ET) -> ``nnUNetv2_plan_and_preprocess`` -> ``nnUNetv2_train -tr
-nnUNetTrainerTCuPGAN_tiny`` folds 0 and 1 -> ``nnUNetv2_predict -f 0 1 --save_probabilities`` -> ``nnunet_tcup
-evaluate``.
+nnUNetTrainerTCuPGAN_tiny`` fold 0 (copied as fold 1: a second training shows nothing more about the formulation, the
+regions model of ``tests/shared_models.py`` trains both folds) -> ``nnUNetv2_predict -f 0 1 --save_probabilities``
+(the fold ensemble) -> ``nnunet_tcup evaluate``.
 
 What it shows: the model folder records the classes formulation; the stock predictor, through the network's
 classes head (``trainers/class_head.py``), writes 2023 labels 0-3 whose saved probabilities are the paper's
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -42,9 +44,9 @@ def test_classes_formulation_with_the_stock_commands(tmp_path: Path) -> None:
     )
     assert json.loads((raw / "dataset.json").read_text())["labels"] == {"background": 0, "NETC": 1, "SNFH": 2, "ET": 3}
     plan_and_preprocess(env, DATASET_ID)
-    for fold in (0, 1):
-        run_command(["nnUNetv2_train", DATASET_ID, "3d_fullres", fold, "-tr", TRAINER, "-device", "cpu"], env=env)
+    run_command(["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-tr", TRAINER, "-device", "cpu"], env=env)
     models = model_folder(env, raw.name, TRAINER)
+    shutil.copytree(models / "fold_0", models / "fold_1")  # the ensemble of two folds, for one training
     assert json.loads((models / "plans.json").read_text())["tcup_gan"]["formulation"] == "classes"
     assert "formulation: classes (NETC, SNFH, ET)" in next((models / "fold_0").glob("training_log_*.txt")).read_text()
 
