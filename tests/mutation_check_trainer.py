@@ -33,9 +33,24 @@ MUTATIONS = [
     (
         "reverse slice order of the recurrence",
         "nnunet_tcup/network_architecture/convlstm.py",
-        "        scan = _SCANS[self._implementation]\n        return scan(x, self.conv.weight, self.conv.bias, self.kernel_size // 2, c0, self.steps_per_chunk)",
-        "        scan = _SCANS[self._implementation]\n        h, c = scan(x.flip(0), self.conv.weight, self.conv.bias, self.kernel_size // 2, c0, self.steps_per_chunk)\n        return h.flip(0), c",
+        "        return convlstm_fused(x, weight, bias, padding, c0, self.steps_per_chunk, self.buffer_pool)",
+        "        h, c = convlstm_fused(x.flip(0), weight, bias, padding, c0, self.steps_per_chunk, self.buffer_pool)\n"
+        "        return h.flip(0), c",
         ["tests/test_networks.py"],
+    ),
+    (
+        "ConvLSTM buffers released while their graph is alive",
+        "nnunet_tcup/network_architecture/_fused_recurrence.py",
+        "buf = pool.lease(key, ctx.lease)",
+        "buf = pool.lease(key, Lease())",
+        ["tests/test_convlstm_fused.py"],
+    ),
+    (
+        "ConvLSTM output is a view of a reused buffer",
+        "nnunet_tcup/network_architecture/_fused_recurrence.py",
+        "return buf.h_seq.clone(memory_format=contiguous), c_t[-1].clone(memory_format=contiguous)",
+        "return buf.h_seq, c_t[-1].clone(memory_format=contiguous)",
+        ["tests/test_convlstm_fused.py"],
     ),
     (
         "swap the two GradScalers",
