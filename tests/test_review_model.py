@@ -1,40 +1,35 @@
-"""``nnunet_tcup review --model``: the review runs nnU-Net's predictor once per fold of a real trained model (tiny
-synthetic GLI data, ``nnUNetTrainerTCuPGAN_tiny`` fold 0, copied as fold 1) and gets the same probabilities as the stock
-``nnUNetv2_predict -f K --save_probabilities``."""
+"""``nnunet_tcup review --model``: the review runs nnU-Net's predictor once per fold of a real trained model (the
+session's shared tiny model, ``tests/shared_models.py``: synthetic GLI data, ``nnUNetTrainerTCuPGAN_tiny`` folds 0 and
+1 trained by the stock ``nnUNetv2_train``) and gets the same probabilities as the stock ``nnUNetv2_predict -f K
+--save_probabilities``."""
 
 from __future__ import annotations
 
 import csv
-import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import run_command
-from test_trainer_support import fresh_shell_env, make_brats_dataset, model_folder, plan_and_preprocess
+from shared_models import TINY_GLI_DATASET_ID, TINY_TRAINER, TinyGLIModel
 
 pytestmark = pytest.mark.slow
 
-DATASET_ID = 652
-TRAINER = "nnUNetTrainerTCuPGAN_tiny"
+DATASET_ID = TINY_GLI_DATASET_ID
+TRAINER = TINY_TRAINER
 
 
-def test_review_predicts_each_fold_like_the_stock_command(nnunet_env: dict[str, str], tmp_path: Path) -> None:
+def test_review_predicts_each_fold_like_the_stock_command(tiny_gli_model: TinyGLIModel, tmp_path: Path) -> None:
     import SimpleITK as sitk
 
-    env = fresh_shell_env(nnunet_env)
-    raw = make_brats_dataset(env, tmp_path, DATASET_ID, "GLI", n_train=5, n_test=2, shape=(32, 32, 24))
-    plan_and_preprocess(env, DATASET_ID)
-    run_command(["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-tr", TRAINER, "-device", "cpu"], env=env)
-    results = model_folder(env, raw.name, TRAINER)
-    shutil.copytree(results / "fold_0", results / "fold_1")  # a second fold (same weights) saves a training
+    env, raw = tiny_gli_model.dataset.env, tiny_gli_model.dataset.raw
     images, out = raw / "imagesTs", tmp_path / "review"
     proc = run_command(
         [
             "nnunet_tcup",
             "review",
             "--model",
-            model_folder(env, raw.name, TRAINER),
+            tiny_gli_model.models,
             "-f",
             0,
             1,
@@ -86,6 +81,9 @@ def test_review_predicts_each_fold_like_the_stock_command(nnunet_env: dict[str, 
         ours = np.load(out / "predictions" / "fold_1" / f"{case}.npz")["probabilities"]
         theirs = np.load(stock / f"{case}.npz")["probabilities"]
         np.testing.assert_allclose(ours, theirs, atol=1e-5, err_msg=case)
+        # the two folds are separately trained models: fold 0's output is not fold 1's (a fold mix-up would show)
+        other = np.load(out / "predictions" / "fold_0" / f"{case}.npz")["probabilities"]
+        assert np.abs(other - theirs).max() > 1e-3, f"{case}: folds 0 and 1 predict the same probabilities"
 
     with open(out / "review.csv", newline="") as f:
         rows = list(csv.DictReader(f))
