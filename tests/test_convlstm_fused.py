@@ -232,6 +232,14 @@ def test_inference_mode_buffers_are_not_used_for_training_and_casts_clear_the_po
     assert h.dtype == torch.float64
     copy = __import__("copy").deepcopy(layer)
     assert len(copy.buffer_pool) == 0
+    layer.eval()  # nnU-Net's validation: the training-shape buffers are let go
+    assert len(layer.buffer_pool) == 0
+    with torch.no_grad():
+        layer(x.double())
+    layer.eval()  # no switch, nothing dropped
+    assert len(layer.buffer_pool) == 1
+    layer.train()
+    assert len(layer.buffer_pool) == 0
 
 
 def test_a_training_loop_reuses_one_buffer_set_per_layer():

@@ -16,7 +16,7 @@ Lifetime rules (what makes reuse safe):
 - sets made in inference mode are never used outside it (inference tensors cannot be saved for backward), and CUDA
   graph capture bypasses the pool (a captured graph must own its memory);
 - at most ``max_idle`` idle sets are kept per pool (least recently used dropped first); ``clear()`` drops them all
-  (the layer calls it when it is moved or cast).
+  (the layer calls it when it is moved or cast, and when it switches between training and evaluation).
 
 Layout: time-major, logically ``(T, B, C, H, W)``, stored channels-last per slice (``(T, B, H, W, C)`` in memory:
 :func:`empty_channels_last`), which makes the per-step hidden convolution and its gradients 1.2-2.8x faster on

@@ -266,6 +266,13 @@ class ConvLSTM2d(nn.Module):
         self.buffer_pool.clear()
         return super()._apply(fn, recurse)
 
+    def train(self, mode: bool = True) -> ConvLSTM2d:
+        """Switching between training and evaluation also empties the buffer pool, so that buffers of the training
+        batch shape are not held while nnU-Net validates or predicts (and the other way round)."""
+        if mode != self.training:
+            self.buffer_pool.clear()
+        return super().train(mode)
+
     @classmethod
     def from_cell(cls, cell: ConvLSTMCell, implementation: str = "fused") -> ConvLSTM2d:
         """A layer with a copy of the reference cell's weights."""
