@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from nnunet_tcup.network_architecture._fused_recurrence import _hidden_weight_gradient
+from nnunet_tcup.network_architecture._fused_recurrence import _hidden_conv_input_grad, _weight_gradient
 
 
 class FastRecurrence(torch.autograd.Function):
@@ -101,19 +101,7 @@ class FastRecurrence(torch.autograd.Function):
                 dc = dc * f
                 h_prev = h_seq[t - 1] if t > 0 else h0
                 if h_prev is not None:  # gradient to h_{t-1}: the data-gradient of the hidden conv
-                    dh_rec = torch.ops.aten.convolution_backward(
-                        dg,
-                        h_prev,
-                        w_h,
-                        None,
-                        [1, 1],
-                        [padding, padding],
-                        [1, 1],
-                        False,
-                        [0, 0],
-                        1,
-                        [True, False, False],
-                    )[0].float()
+                    dh_rec = _hidden_conv_input_grad(dg, h_prev, w_h, padding).float()
         grad_w = grad_h0 = None
         if ctx.needs_input_grad[1]:
             grad_w = _hidden_weight_gradient(grad_gates, h_seq, h0, w_h, padding)
@@ -121,3 +109,11 @@ class FastRecurrence(torch.autograd.Function):
             grad_h0 = dh_rec.to(h0.dtype)
         grad_c0 = dc if (c0 is not None and ctx.needs_input_grad[3]) else None
         return grad_gates, grad_w, grad_h0, grad_c0, None
+
+
+def _hidden_weight_gradient(grads: Tensor, h_seq: Tensor, h0: Tensor | None, w_h: Tensor, padding: int) -> Tensor:
+    """dL/dW_h for a chunk given as (gradients of all steps, hidden outputs, h_0 or None)."""
+    if h0 is None and grads.shape[0] == 1:
+        return torch.zeros_like(w_h)
+    prev = h_seq[:-1] if h0 is None else torch.cat([h0.unsqueeze(0), h_seq[:-1]])
+    return _weight_gradient(grads[1:] if h0 is None else grads, prev, w_h, padding)

@@ -28,9 +28,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ._recurrence_buffers import BufferKey, BufferPool, Lease, RecurrenceBuffers, steps_of
+from ._recurrence_buffers import BufferKey, BufferPool, Lease, RecurrenceBuffers
 
-__all__ = ["INTERNAL_ORDER", "FusedRecurrence", "steps_of", "to_internal_order"]
+__all__ = ["INTERNAL_ORDER", "FusedRecurrence", "to_internal_order"]
 
 INTERNAL_ORDER = (2, 0, 1, 3)  # internal block k holds PyTorch-order gate INTERNAL_ORDER[k]: (o, i, f, g)
 
@@ -187,14 +187,6 @@ def _coefficients(buf: RecurrenceBuffers, c0: Tensor | None) -> None:
     else:
         g_blocks[0, :, 2].mul_(c0)
     torch.addcmul(one.to(cells.dtype), tanh_c, tanh_c, value=-1.0, out=tanh_c).mul_(o)  # K, in place of tanh(c)
-
-
-def _hidden_weight_gradient(grads: Tensor, h_seq: Tensor, h0: Tensor | None, w_h: Tensor, padding: int) -> Tensor:
-    """dL/dW_h for a chunk given as (gradients of all steps, hidden outputs, h_0 or None); used by "fast"."""
-    if h0 is None and grads.shape[0] == 1:
-        return torch.zeros_like(w_h)
-    prev = h_seq[:-1] if h0 is None else torch.cat([h0.unsqueeze(0), h_seq[:-1]])
-    return _weight_gradient(grads[1:] if h0 is None else grads, prev, w_h, padding)
 
 
 def _weight_gradient(outs: Tensor, prev: Tensor, w_h: Tensor, padding: int) -> Tensor:
