@@ -29,9 +29,9 @@ The seed sets the training randomness (``torch``/``numpy``/``random``; data augm
 
 Usage::
 
-    python benchmarks/bench_learning.py --workdir /work/ablation --seeds 0 --jobs 2
-    python benchmarks/bench_learning.py --workdir /work/ablation --settings nnunet_regions tcup_classes --seeds 1 2
-    python benchmarks/bench_learning.py --workdir /work/ablation --report
+    python benchmarks/bench_learning.py --workdir ablation_work --seeds 0 --jobs 2
+    python benchmarks/bench_learning.py --workdir ablation_work --settings nnunet_regions tcup_classes --seeds 1 2
+    python benchmarks/bench_learning.py --workdir ablation_work --report
     python benchmarks/bench_learning.py --step-timing
 """
 
