@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from conftest import run_command
 from shared_models import TINY_GLI_DATASET_ID, TINY_TRAINER, TinyGLIModel
+from test_trainer_support import predict_on_cpu
 
 pytestmark = pytest.mark.slow
 
@@ -49,32 +50,7 @@ def test_review_predicts_each_fold_like_the_stock_command(tiny_gli_model: TinyGL
     assert "2 cases reviewed" in proc.stdout
 
     stock = tmp_path / "stock_fold1"
-    run_command(
-        [
-            "nnUNetv2_predict",
-            "-i",
-            images,
-            "-o",
-            stock,
-            "-d",
-            DATASET_ID,
-            "-c",
-            "3d_fullres",
-            "-tr",
-            TRAINER,
-            "-f",
-            1,
-            "--save_probabilities",
-            "--disable_tta",
-            "-device",
-            "cpu",
-            "-npp",
-            1,
-            "-nps",
-            1,
-        ],
-        env=env,
-    )
+    predict_on_cpu(env, images, stock, DATASET_ID, TRAINER, (1,), "--disable_tta")
     cases = sorted(p.name[: -len(".npz")] for p in stock.glob("*.npz"))
     assert len(cases) == 2
     for case in cases:

@@ -31,7 +31,7 @@ import pytest
 import torch
 from conftest import run_command
 from shared_models import TINY_GLI_DATASET_ID, TINY_SHAPE_XYZ, TINY_TRAINER, TinyGLIDataset, TinyGLIModel
-from test_trainer_support import model_folder, with_user_trainer_folder, write_user_trainers
+from test_trainer_support import model_folder, predict_on_cpu, with_user_trainer_folder, write_user_trainers
 
 DATASET_ID = TINY_GLI_DATASET_ID
 TRAINER = TINY_TRAINER
@@ -189,36 +189,6 @@ def _check_checkpoint(fold_folder: Path, plans_file: Path, dataset_json: Path) -
     assert json.loads(dataset_json.read_text())["regions_class_order"] == [2, 1, 3]
 
 
-def _predict(env: dict[str, str], images: Path, out: Path, *extra) -> None:
-    run_command(
-        [
-            "nnUNetv2_predict",
-            "-i",
-            images,
-            "-o",
-            out,
-            "-d",
-            DATASET_ID,
-            "-c",
-            "3d_fullres",
-            "-tr",
-            TRAINER,
-            "-f",
-            0,
-            1,
-            "--save_probabilities",
-            "-device",
-            "cpu",
-            "-npp",
-            1,
-            "-nps",
-            1,
-            *extra,
-        ],
-        env=env,
-    )
-
-
 def test_stock_commands_end_to_end(tiny_gli_model: TinyGLIModel, tmp_path: Path) -> None:
     dataset = tiny_gli_model.dataset
     env, raw, preprocessed = dataset.env, dataset.raw, dataset.preprocessed
@@ -246,8 +216,8 @@ def test_stock_commands_end_to_end(tiny_gli_model: TinyGLIModel, tmp_path: Path)
 
     images = raw / "imagesTs"
     both, no_tta = tmp_path / "pred_f01", tmp_path / "pred_f01_no_tta"
-    _predict(env, images, both)
-    _predict(env, images, no_tta, "--disable_tta")
+    predict_on_cpu(env, images, both, DATASET_ID, TRAINER, (0, 1))
+    predict_on_cpu(env, images, no_tta, DATASET_ID, TRAINER, (0, 1), "--disable_tta")
     _check_segmentations(both, 2)
     for npz in sorted(both.glob("*.npz")):
         probabilities = np.load(npz)["probabilities"]

@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_command
-from test_trainer_support import fresh_shell_env, make_brats_dataset, model_folder, plan_and_preprocess
+from test_trainer_support import fresh_shell_env, make_brats_dataset, model_folder, plan_and_preprocess, predict_on_cpu
 
 pytestmark = pytest.mark.slow
 
@@ -51,32 +51,7 @@ def test_classes_formulation_with_the_stock_commands(tmp_path: Path) -> None:
     assert "formulation: classes (NETC, SNFH, ET)" in next((models / "fold_0").glob("training_log_*.txt")).read_text()
 
     predictions = tmp_path / "pred"
-    run_command(
-        [
-            "nnUNetv2_predict",
-            "-i",
-            raw / "imagesTs",
-            "-o",
-            predictions,
-            "-d",
-            DATASET_ID,
-            "-c",
-            "3d_fullres",
-            "-tr",
-            TRAINER,
-            "-f",
-            0,
-            1,
-            "--save_probabilities",
-            "-device",
-            "cpu",
-            "-npp",
-            1,
-            "-nps",
-            1,
-        ],
-        env=env,
-    )
+    predict_on_cpu(env, raw / "imagesTs", predictions, DATASET_ID, TRAINER, (0, 1))
     files = sorted(predictions.glob("*.nii.gz"))
     assert len(files) == 2
     for f in files:

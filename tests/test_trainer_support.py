@@ -142,6 +142,16 @@ def model_folder(
     return Path(env["nnUNet_results"]) / dataset_name / f"{trainer}__{plans}__{configuration}"
 
 
+def predict_on_cpu(
+    env: dict[str, str], images: Path, out: Path, dataset_id: int, trainer: str, folds: Sequence[int], *extra: object
+) -> None:
+    """The stock ``nnUNetv2_predict`` of 3d_fullres folds ``folds`` on the CPU with probabilities saved (one
+    preprocessing and one export process); ``extra``: further arguments, e.g. ``--disable_tta``."""
+    command: list[object] = ["nnUNetv2_predict", "-i", images, "-o", out, "-d", dataset_id, "-c", "3d_fullres"]
+    command += ["-tr", trainer, "-f", *folds, "--save_probabilities", "-device", "cpu", "-npp", 1, "-nps", 1, *extra]
+    run_command(command, env=env)
+
+
 def write_user_trainers(folder: Path, module_name: str, source: str) -> Path:
     """A user's own trainer folder (for ``nnUNet_extTrainer``) holding one module; returns the folder."""
     folder.mkdir(parents=True, exist_ok=True)
