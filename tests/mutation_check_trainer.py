@@ -48,8 +48,22 @@ MUTATIONS = [
     (
         "ConvLSTM output is a view of a reused buffer",
         "nnunet_tcup/network_architecture/_fused_recurrence.py",
-        "return buf.h_seq.clone(memory_format=contiguous), c_t[-1].clone(memory_format=contiguous)",
-        "return buf.h_seq, c_t[-1].clone(memory_format=contiguous)",
+        "return buf.h_seq.clone(), c_t[-1].clone(memory_format=torch.contiguous_format)",
+        "return buf.h_seq, c_t[-1].clone(memory_format=torch.contiguous_format)",
+        ["tests/test_convlstm_fused.py"],
+    ),
+    (
+        "ConvLSTM backward: gradients copied into the coefficients' own slot (slot t, not t + 1)",
+        "nnunet_tcup/network_architecture/_recurrence_buffers.py",
+        "self.grads = raw.permute(0, 1, 4, 2, 3)[1:]",
+        "self.grads = raw.permute(0, 1, 4, 2, 3)[:-1]",
+        ["tests/test_convlstm_fused.py"],
+    ),
+    (
+        "ConvLSTM backward: the step's gradient not copied for the convolutions",
+        "nnunet_tcup/network_architecture/_fused_recurrence.py",
+        "                grad_blocks_t[t].copy_(coef_t[t])",
+        "                pass",
         ["tests/test_convlstm_fused.py"],
     ),
     (

@@ -1,21 +1,25 @@
 """The fused ConvLSTM time loop (``implementation="fused"``): few ATen calls per slice, forward and backward.
 
-Tensor layout: time-major ``(T, B, 4*hidden, H, W)`` gate pre-activations, stored channels-last per slice (see
-:mod:`._recurrence_buffers`: the convolutions run 1.2-2.8x faster on CPU than on (B, C, H, W)-contiguous slices),
-in the **internal gate order (o, i, f, g)** (the caller permutes the weight rows once per forward; see
-:func:`to_internal_order`), so that
+Two layouts, each where it runs fastest on CPU (see :mod:`._recurrence_buffers`):
 
-* forward: ``g = tanh(x_g)`` is written to its own ``(T, B, hidden, H, W)`` buffer, stored ``(B, h, H, W)``-
-  contiguous per slice, then one in-place ``sigmoid_`` covers the whole contiguous slice (o, i, f, and the
-  g pre-activation, which is no longer read). On CPU a unary op over one channel block of a channels-last slice
-  is not vectorised: ``sigmoid_`` on (o, i, f) and ``tanh_`` on g in place took 2-3x the time of this;
-* backward: the gradients of ``i, f, g`` are one contiguous ``(B, 3, hidden, H, W)`` block, which is
-  ``dc * M`` with a per-step coefficient ``M = [g*i', c_prev*f', i*g']`` computed for all steps at once.
+* the convolutions read and write channels-last ``(B, C, H, W)`` slices (oneDNN runs the hidden conv and its
+  gradients 1.2-2.8x faster on them than on ``(B, C, H, W)``-contiguous slices): ``hidden``, the hidden conv's
+  output and the gradients w.r.t. the gate pre-activations (``grads``);
+* the cell's pointwise math runs on the **gate-planar** ``acts`` ``(T, B, 4, h, H, W)``, stored ``(T, B, 4, H, W,
+  h)``: each gate block of a step is one channels-last slab, so ``sigmoid_`` on (o, i, f), ``tanh_`` on g and the
+  products of a block with ``c`` run over long contiguous runs. On a channels-last ``(B, 4h, H, W)`` slice a gate
+  block is runs of ``h`` values (16 at the top level), which made those calls 3-7x slower.
 
-Per time step the forward issues the hidden conv and 7 pointwise calls (add_, tanh, sigmoid_, mul + addcmul_ for c,
-tanh, mul for h; the first step has no conv and no add), the backward the hidden conv's input
-gradient and at most 5 pointwise calls, all on buffers and per-step views made once per shape and reused across
-calls (:class:`~._recurrence_buffers.BufferPool`). There is no host synchronisation.
+The layout changes twice per step and once per chunk, each time inside an op that runs anyway: the chunk's
+input-conv gates are copied into ``acts`` (one copy per chunk), step t's hidden conv is added into ``acts[t]``,
+and the backward copies step t's gate gradients from the planar coefficients to the channels-last ``grads``.
+Gates in the internal order (o, i, f, g) (the caller permutes the weight rows once per forward; see
+:func:`to_internal_order`).
+
+Per time step the forward issues the hidden conv and 7 pointwise calls (add_, sigmoid_, tanh_, mul + addcmul_ for
+c, tanh, mul for h; the first step has no conv and no add), the backward the hidden conv's input gradient, at most
+5 pointwise calls and the copy, all on buffers and per-step views made once per shape and reused across calls
+(:class:`~._recurrence_buffers.BufferPool`). There is no host synchronisation.
 Everything that does not depend on the recurrence (activation derivatives, ``tanh(c)``, the coefficients ``M``,
 ``N = tanh(c) * o'`` and ``K = o * (1 - tanh(c)^2)``, the hidden-weight gradient) is computed once per chunk.
 
@@ -86,17 +90,17 @@ class FusedRecurrence(torch.autograd.Function):
             ctx.lease = Lease()
             buf = pool.lease(key, ctx.lease)
         with torch.autocast(gates_x.device.type, enabled=False):
-            buf.acts.copy_(gates_x)
+            buf.acts.copy_(gates_x.unflatten(2, (4, key.hidden)))  # to the gate-planar layout, once per chunk
             if h0 is not None:
                 buf.hidden_t[0].copy_(h0)
-            pre_t, g_pre_t, g_t, o_t, i_t, f_t = buf.pre_t, buf.g_pre_t, buf.g_t, buf.o_t, buf.i_t, buf.f_t
+            pre_t, sig_t, g_t, o_t, i_t, f_t = buf.pre_t, buf.sig_t, buf.g_t, buf.o_t, buf.i_t, buf.f_t
             c_t, hidden_t, tanh_c = buf.c_t, buf.hidden_t, buf.tanh_c
             c_prev = c0
             for t in range(key.steps):
                 if t > 0 or h0 is not None:
-                    pre_t[t].add_(_hidden_conv(hidden_t[t], w_h, padding))
-                torch.tanh(g_pre_t[t], out=g_t[t])  # g into its own (B, h, H, W)-contiguous buffer
-                pre_t[t].sigmoid_()  # o, i, f (and the g pre-activation, no longer read): the whole slice at once
+                    pre_t[t].add_(_as_gate_blocks(_hidden_conv(hidden_t[t], w_h, padding), key.hidden))
+                sig_t[t].sigmoid_()  # o, i, f: one contiguous run per sample
+                g_t[t].tanh_()
                 if c_prev is None:
                     torch.mul(i_t[t], g_t[t], out=c_t[t])
                 else:
@@ -105,23 +109,25 @@ class FusedRecurrence(torch.autograd.Function):
                 torch.tanh(c_t[t], out=tanh_c)
                 torch.mul(o_t[t], tanh_c, out=hidden_t[t + 1])
                 c_prev = c_t[t]
-        ctx.save_for_backward(buf.acts, buf.g_seq, buf.cells, buf.hidden, w_h, c0)
+        ctx.save_for_backward(buf.acts, buf.cells, buf.hidden, w_h, c0)
         ctx.buffers = buf
         ctx.has_h0 = h0 is not None
         ctx.padding = padding
-        contiguous = torch.contiguous_format  # fresh (B, C, H, W)-contiguous outputs, never views of the buffers
-        return buf.h_seq.clone(memory_format=contiguous), c_t[-1].clone(memory_format=contiguous)
+        # fresh outputs, never views of the buffers: h_seq channels-last per slice like the buffer (the encoder's
+        # max-pool and the next level's input conv run 3-6x faster on that than on (B, C, H, W)-contiguous slices)
+        return buf.h_seq.clone(), c_t[-1].clone(memory_format=torch.contiguous_format)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_h: Tensor | None, grad_c: Tensor | None):
-        acts, _, cells, hidden, w_h, c0 = ctx.saved_tensors  # checks that no later forward overwrote them
+        acts, cells, hidden, w_h, c0 = ctx.saved_tensors  # checks that no later forward overwrote them
         buf: RecurrenceBuffers = ctx.buffers
         buf.make_backward_buffers()
         steps = acts.shape[0]
         with torch.autocast(acts.device.type, enabled=False):
             _coefficients(buf, c0)
-            grad_o_t, grad_ifg_t, grads_t, k_t = buf.grad_o_t, buf.grad_ifg_t, buf.grads_t, buf.coef_k_t
+            coef_o_t, coef_ifg_t, coef_t, k_t = buf.coef_o_t, buf.coef_ifg_t, buf.coef_t, buf.coef_k_t
+            grads_t, grad_blocks_t = buf.grads_t, buf.grad_blocks_t
             f_t, hidden_t, dc, dc_flat, dcf_buf = buf.f_t, buf.hidden_t, buf.grad_c, buf.grad_c_flat, buf.grad_c_next
             gh_t = None
             if grad_h is not None:
@@ -135,16 +141,17 @@ class FusedRecurrence(torch.autograd.Function):
                 else:
                     dh = gh_t[t] if dh_rec is None else gh_t[t].add_(dh_rec)
                 if dh is None:  # only c_T is used, last step: no gradient through h
-                    grad_o_t[t].zero_()
+                    coef_o_t[t].zero_()
                     dc_flat.copy_(dcf)  # type: ignore[arg-type]
                 else:
-                    grad_o_t[t].mul_(dh)
+                    coef_o_t[t].mul_(dh)
                     if dcf is None:
                         torch.mul(dh, k_t[t], out=dc_flat)
                     else:
                         torch.addcmul(dcf, dh, k_t[t], out=dc_flat)
-                grad_ifg_t[t].mul_(dc)
+                coef_ifg_t[t].mul_(dc)
                 dcf = torch.mul(dc_flat, f_t[t], out=dcf_buf)
+                grad_blocks_t[t].copy_(coef_t[t])  # into slot t + 1, channels-last: what the convolutions read
                 if t > 0 or ctx.has_h0:
                     dh_rec = _hidden_conv_input_grad(grads_t[t], hidden_t[t], w_h, ctx.padding)
             grad_w = None
@@ -162,31 +169,37 @@ class FusedRecurrence(torch.autograd.Function):
 def _coefficients(buf: RecurrenceBuffers, c0: Tensor | None) -> None:
     """Per-step backward coefficients, for all steps at once (no recurrence in them), written into ``buf``.
 
-    ``buf.grads`` (T, B, 4h, H, W) in the gates' dtype gets ``[N, M_i, M_f, M_g]`` (the step loop multiplies them in
-    place by dh and dc) and ``buf.coef_k`` (T, B, h, H, W) float32 gets ``K``, with ``N = tanh(c) o (1 - o)``,
-    ``M_i = g i (1 - i)``, ``M_f = c_{t-1} f (1 - f)``, ``M_g = i (1 - g^2)``, ``K = o (1 - tanh(c)^2)``.
+    ``buf.coef`` (T, B, 4, h, H, W) gate-planar in the gates' dtype gets ``[N, M_i, M_f, M_g]`` (the step loop
+    multiplies them in place by dh and dc) and ``buf.coef_k`` (T, B, h, H, W) float32 gets ``K``, with
+    ``N = tanh(c) o (1 - o)``, ``M_i = g i (1 - i)``, ``M_f = c_{t-1} f (1 - f)``, ``M_g = i (1 - g^2)``,
+    ``K = o (1 - tanh(c)^2)``. ``buf.acts`` holds o, i, f, g (activations).
     """
-    acts, cells, grads, tanh_c = buf.acts, buf.cells, buf.grads, buf.coef_k
-    steps, batch, four_hidden, height, width = acts.shape
-    hidden = four_hidden // 4
-    sig = acts[:, :, : 3 * hidden]
-    torch.addcmul(sig, sig, sig, value=-1.0, out=grads[:, :, : 3 * hidden])  # s (1 - s) for o, i, f
-    blocks = acts.view(steps, batch, 4, hidden, height, width)
-    g_blocks = grads.view(steps, batch, 4, hidden, height, width)
-    o, i, g = blocks[:, :, 0], blocks[:, :, 1], buf.g_seq
+    acts, cells, coef, tanh_c = buf.acts, buf.cells, buf.coef, buf.coef_k
+    sig = acts[:, :, :3]
+    torch.addcmul(sig, sig, sig, value=-1.0, out=coef[:, :, :3])  # s (1 - s) for o, i, f
+    o, i, g = acts[:, :, 0], acts[:, :, 1], acts[:, :, 3]
     one = torch.ones((), dtype=acts.dtype, device=acts.device)
-    torch.addcmul(one, g, g, value=-1.0, out=g_blocks[:, :, 3])
+    torch.addcmul(one, g, g, value=-1.0, out=coef[:, :, 3])
     torch.tanh(cells, out=tanh_c)
-    g_blocks[:, :, 0].mul_(tanh_c)
-    g_blocks[:, :, 1].mul_(g)
-    g_blocks[:, :, 3].mul_(i)
-    if steps > 1:
-        g_blocks[1:, :, 2].mul_(cells[:-1])
+    coef[:, :, 0].mul_(tanh_c)
+    coef[:, :, 1].mul_(g)
+    coef[:, :, 3].mul_(i)
+    if acts.shape[0] > 1:
+        coef[1:, :, 2].mul_(cells[:-1])
     if c0 is None:
-        g_blocks[0, :, 2].zero_()
+        coef[0, :, 2].zero_()
     else:
-        g_blocks[0, :, 2].mul_(c0)
+        coef[0, :, 2].mul_(c0)
     torch.addcmul(one.to(cells.dtype), tanh_c, tanh_c, value=-1.0, out=tanh_c).mul_(o)  # K, in place of tanh(c)
+
+
+def _as_gate_blocks(conv: Tensor, hidden: int) -> Tensor:
+    """``(B, 4h, H, W) -> (B, 4, h, H, W)``: one ``as_strided`` call for a channels-last convolution result."""
+    if not conv.is_contiguous(memory_format=torch.channels_last):
+        return conv.unflatten(1, (4, hidden))
+    batch, _, height, width = conv.shape
+    s_b, s_c, s_h, s_w = conv.stride()
+    return conv.as_strided((batch, 4, hidden, height, width), (s_b, hidden * s_c, s_c, s_h, s_w))
 
 
 def _weight_gradient(outs: Tensor, prev: Tensor, w_h: Tensor, padding: int) -> Tensor:

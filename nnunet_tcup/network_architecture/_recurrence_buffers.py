@@ -18,10 +18,11 @@ Lifetime rules (what makes reuse safe):
 - at most ``max_idle`` idle sets are kept per pool (least recently used dropped first); ``clear()`` drops them all
   (the layer calls it when it is moved or cast, and when it switches between training and evaluation).
 
-Layout: time-major, logically ``(T, B, C, H, W)``, stored channels-last per slice (``(T, B, H, W, C)`` in memory:
-:func:`empty_channels_last`), which makes the per-step hidden convolution and its gradients 1.2-2.8x faster on
-CPU (oneDNN) than the same convolutions on ``(B, C, H, W)``-contiguous slices; gates in the internal order
-(o, i, f, g) of :mod:`._fused_recurrence`.
+Layout: time-major. The tensors the convolutions read (``hidden``, ``grads``) and the states are logically
+``(T, B, C, H, W)``, stored channels-last per slice (``(T, B, H, W, C)`` in memory: :func:`empty_channels_last`),
+which makes the per-step hidden convolution and its gradients 1.2-2.8x faster on CPU (oneDNN) than the same
+convolutions on ``(B, C, H, W)``-contiguous slices. The gates (``acts``) and the backward coefficients are
+gate-planar (:func:`_empty_gate_planar`), in the internal order (o, i, f, g) of :mod:`._fused_recurrence`.
 """
 
 from __future__ import annotations
@@ -83,15 +84,21 @@ class RecurrenceBuffers:
 
     Forward, with ``T`` steps, ``h`` hidden channels and the state dtype float32 (float64 for float64 gates):
 
-    - ``acts`` (T, B, 4h, H, W), gate dtype: the gate pre-activations, overwritten with the activations of o, i, f;
-    - ``g_seq`` (T, B, h, H, W), gate dtype, ``(B, h, H, W)``-contiguous per step: ``g_t = tanh(x_g)``;
+    - ``acts`` (T, B, 4, h, H, W), gate dtype, stored **gate-planar** ``(T, B, 4, H, W, h)``: every gate block of a
+      step is a channels-last ``(B, h, H, W)`` slab, so the cell's pointwise math on a block runs over long
+      contiguous runs (on a channels-last ``(B, 4h, H, W)`` slice a block is runs of ``h`` values, 3-7x slower on
+      CPU). Holds the pre-activations, then the activations: sigmoid for o, i, f and tanh for g;
     - ``cells`` (T, B, h, H, W), state dtype: ``c_t``;
     - ``hidden`` (T + 1, B, h, H, W), gate dtype: ``hidden[0] = h_0`` (unused when h_0 is zero), ``hidden[t + 1] = h_t``;
     - ``tanh_c`` (B, h, H, W), state dtype: scratch for ``tanh(c_t)``.
 
-    Backward: ``grads`` (like ``acts``: the gradient w.r.t. the gate pre-activations), ``coef_k``
-    (like ``cells``), ``grad_hidden`` (T, B, h, H, W) gate dtype (dL/dh_t, accumulated in place), ``grad_c``
-    (B, 1, h, H, W) and ``grad_c_next`` (B, h, H, W), state dtype.
+    Backward: ``slots`` (T + 1 slots of ``B * 4h * H * W`` values, gate dtype) holds two things at once. Slot ``t``
+    first holds step t's backward coefficients, gate-planar like ``acts`` (``coef``, multiplied in place by dh and
+    dc in the step loop); the loop then copies them as step t's gradient w.r.t. the gate pre-activations into slot
+    ``t + 1``, channels-last (``grads``, what the convolutions read). The loop runs from the last step down, so slot
+    ``t + 1`` is overwritten only after step t + 1 has used its coefficients. Also ``coef_k`` (like ``cells``),
+    ``grad_hidden`` (T, B, h, H, W) gate dtype (dL/dh_t, accumulated in place), ``grad_c`` (B, 1, h, H, W) and
+    ``grad_c_next`` (B, h, H, W), state dtype.
     """
 
     def __init__(self, key: BufferKey) -> None:
@@ -99,16 +106,13 @@ class RecurrenceBuffers:
         steps, batch, hidden, height, width = key.steps, key.batch, key.hidden, key.height, key.width
         dtype, device = key.dtype, key.device
         self.state_dtype = torch.promote_types(dtype, torch.float32)
-        self.acts = empty_channels_last((steps, batch), 4 * hidden, height, width, dtype, device)
+        self.acts = _empty_gate_planar(steps, batch, hidden, height, width, dtype, device)
         self.cells = empty_channels_last((steps, batch), hidden, height, width, self.state_dtype, device)
         self.hidden = empty_channels_last((steps + 1, batch), hidden, height, width, dtype, device)
         self.tanh_c = empty_channels_last((batch,), hidden, height, width, self.state_dtype, device)
-        blocks = self.acts.view(steps, batch, 4, hidden, height, width)
-        self.pre_t = steps_of(self.acts)
-        self.g_pre_t = steps_of(self.acts[:, :, 3 * hidden :])
-        self.g_seq = torch.empty(steps, batch, hidden, height, width, dtype=dtype, device=device)
-        self.g_t = steps_of(self.g_seq)
-        self.o_t, self.i_t, self.f_t = (steps_of(blocks[:, :, k]) for k in range(3))
+        self.pre_t = steps_of(self.acts)  # (B, 4, h, H, W)
+        self.sig_t = steps_of(self.acts[:, :, :3])  # o, i, f
+        self.o_t, self.i_t, self.f_t, self.g_t = (steps_of(self.acts[:, :, k]) for k in range(4))
         self.c_t = steps_of(self.cells)
         self.hidden_t = steps_of(self.hidden)  # hidden_t[t] = h_{t-1}: the input of step t's hidden conv
         self.h_seq = self.hidden[1:]
@@ -121,19 +125,31 @@ class RecurrenceBuffers:
         key = self.key
         steps, batch, hidden, height, width = key.steps, key.batch, key.hidden, key.height, key.width
         device, state_dtype = key.device, self.state_dtype
-        self.grads = empty_channels_last((steps, batch), 4 * hidden, height, width, key.dtype, device)
+        slots = _empty_gate_planar(steps + 1, batch, hidden, height, width, key.dtype, device)
+        self.coef = slots[:steps]
+        raw = slots.permute(0, 1, 2, 4, 5, 3).view(steps + 1, batch, height, width, 4 * hidden)  # same memory
+        self.grads = raw.permute(0, 1, 4, 2, 3)[1:]  # (T, B, 4h, H, W), channels-last per step
         self.coef_k = empty_channels_last((steps, batch), hidden, height, width, state_dtype, device)
         self.grad_hidden = empty_channels_last((steps, batch), hidden, height, width, key.dtype, device)
         self.grad_c_flat = empty_channels_last((batch,), hidden, height, width, state_dtype, device)
         self.grad_c = self.grad_c_flat.unsqueeze(1)  # (B, 1, h, H, W): broadcasts over the i, f, g blocks
         self.grad_c_next = empty_channels_last((batch,), hidden, height, width, state_dtype, device)
-        grad_blocks = self.grads.view(steps, batch, 4, hidden, height, width)
-        self.grad_o_t = steps_of(grad_blocks[:, :, 0])
-        self.grad_ifg_t = steps_of(grad_blocks[:, :, 1:])
-        self.grads_t = steps_of(self.grads)
+        self.coef_t = steps_of(self.coef)  # (B, 4, h, H, W), gate-planar
+        self.coef_o_t = steps_of(self.coef[:, :, 0])
+        self.coef_ifg_t = steps_of(self.coef[:, :, 1:])
+        self.grads_t = steps_of(self.grads)  # (B, 4h, H, W), channels-last
+        self.grad_blocks_t = steps_of(self.grads.unflatten(2, (4, hidden)))  # the same, as (B, 4, h, H, W)
         self.coef_k_t = steps_of(self.coef_k)
         self.grad_hidden_t = steps_of(self.grad_hidden)
         self._backward_made = True
+
+
+def _empty_gate_planar(
+    steps: int, batch: int, hidden: int, height: int, width: int, dtype: torch.dtype, device: torch.device
+) -> Tensor:
+    """An uninitialised ``(T, B, 4, h, H, W)`` tensor stored as ``(T, B, 4, H, W, h)``."""
+    raw = torch.empty(steps, batch, 4, height, width, hidden, dtype=dtype, device=device)
+    return raw.permute(0, 1, 2, 5, 3, 4)
 
 
 class BufferPool:

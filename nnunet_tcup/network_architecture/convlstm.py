@@ -16,7 +16,8 @@ Every implementation stores exactly that single convolution (``conv.weight`` of 
   (``W * [x; h] = W_x * x + W_h * h``), runs ``W_x`` once over all slices (time folded into the batch) and keeps
   only the ``W_h`` convolution and a handful of fused pointwise calls inside the time loop, forward and backward
   (:mod:`._fused_recurrence`: one autograd node per sequence, a hand-written backward, no host syncs), on
-  channels-last buffers whose per-step views are made once per shape and reused by later calls
+  buffers (channels-last where convolutions read them, gate-planar for the pointwise math) whose per-step views
+  are made once per shape and reused by later calls
   (:mod:`._recurrence_buffers`; each layer owns its ``buffer_pool``). 3.6x fewer ATen calls per slice than
   ``"fast"`` over a generator forward + backward (``benchmarks/bench_convlstm.py``).
 - ``"fast"``: the same split with the previous hand-written loop (:mod:`._fast_recurrence`), kept as the reference
@@ -253,6 +254,7 @@ class ConvLSTM2d(nn.Module):
         """x: ``(T, B, C, H, W)``; c0: initial cell state ``(B, hidden, H, W)`` or None (zeros; h_0 is always 0).
 
         Returns ``(h_seq, c_T)``: ``(T, B, hidden, H, W)`` in the compute dtype and ``(B, hidden, H, W)`` float32.
+        ``"fused"`` returns ``h_seq`` stored channels-last per slice (``.contiguous()`` gives the other layout).
         """
         _check_sequence(x, self.input_channels, c0, self.hidden_channels)
         weight, bias, padding = self.conv.weight, self.conv.bias, self.kernel_size // 2

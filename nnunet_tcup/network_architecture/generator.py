@@ -61,7 +61,8 @@ def instance_norm_time_major(x: Tensor, weight: Tensor, bias: Tensor, batch: int
     tb, channels, height, width = x.shape
     if tb // batch * height * width == 1:  # a single value per (sample, channel) normalises to 0
         return (x * 0 + bias.view(1, channels, 1, 1)).contiguous()
-    view = x.view(tb // batch, batch * channels, height, width)
+    view = x.contiguous().view(tb // batch, batch * channels, height, width)  # contiguous(): no-op unless a conv
+    # returned channels-last slices (oneDNN may, for inputs that are contiguous in both layouts, e.g. 1 x 1 maps)
     out = F.batch_norm(view, None, None, weight.repeat(batch), bias.repeat(batch), training=True, eps=eps)
     return out.view(tb, channels, height, width)
 
@@ -94,11 +95,11 @@ class _DecoderLevel(nn.Module):
         """x: ``(T, B, C, h, w)``, c0 ``(B, width, h, w)`` -> ``(T, B, width, *out_size)`` (out_size <= 2h, 2w)."""
         h_seq, _ = self.lstm(x, c0)
         steps, batch = h_seq.shape[:2]
-        up = self.up(h_seq.flatten(0, 1))
+        up = self.up(h_seq.contiguous().flatten(0, 1))  # (B, C, H, W)-contiguous slices (the norm's view)
         if tuple(up.shape[-2:]) != tuple(out_size):
             up = up[..., : out_size[0], : out_size[1]].contiguous()
         up = instance_norm_time_major(up, self.norm_weight, self.norm_bias, batch)
-        up = F.leaky_relu(up, LEAKY_SLOPE, inplace=True)
+        up = F.leaky_relu(up, LEAKY_SLOPE)  # not in place: on this view of the norm output that costs two copies
         return up.view(steps, batch, *up.shape[1:])
 
 
