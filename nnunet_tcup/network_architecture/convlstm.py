@@ -18,7 +18,7 @@ Every implementation stores exactly that single convolution (``conv.weight`` of 
   (:mod:`._fused_recurrence`: one autograd node per sequence, a hand-written backward, no host syncs), on
   buffers (channels-last where convolutions read them, gate-planar for the pointwise math) whose per-step views
   are made once per shape and reused by later calls
-  (:mod:`._recurrence_buffers`; each layer owns its ``buffer_pool``). 3.6x fewer ATen calls per slice than
+  (:mod:`._recurrence_buffers`; each layer owns its ``buffer_pool``). 3.5x fewer ATen calls per slice than
   ``"fast"`` over a generator forward + backward (``benchmarks/bench_convlstm.py``).
 - ``"fast"``: the same split with the previous hand-written loop (:mod:`._fast_recurrence`), kept as the reference
   that ``"fused"`` is measured and tested against.
