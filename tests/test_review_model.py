@@ -14,7 +14,7 @@ from conftest import run_command
 from shared_models import TINY_GLI_DATASET_ID, TINY_TRAINER, TinyGLIModel
 from test_trainer_support import predict_on_cpu
 
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_gli_model")]  # one worker trains the shared model
 
 DATASET_ID = TINY_GLI_DATASET_ID
 TRAINER = TINY_TRAINER

@@ -33,6 +33,10 @@ from conftest import run_command
 from shared_models import TINY_GLI_DATASET_ID, TINY_SHAPE_XYZ, TINY_TRAINER, TinyGLIDataset, TinyGLIModel
 from test_trainer_support import model_folder, predict_on_cpu, with_user_trainer_folder, write_user_trainers
 
+# With `pytest -n 2 --dist loadgroup` (the README command) every test of the shared tiny model runs on one worker,
+# so the model is planned and trained once per run, not once per worker.
+pytestmark = pytest.mark.xdist_group("tiny_gli_model")
+
 DATASET_ID = TINY_GLI_DATASET_ID
 TRAINER = TINY_TRAINER
 SHAPE_XYZ = TINY_SHAPE_XYZ
