@@ -36,14 +36,12 @@ def run_command(
     return proc
 
 
-@pytest.fixture
-def nnunet_env(tmp_path: Path) -> dict[str, str]:
-    """Environment for subprocesses with fresh nnUNet_raw / nnUNet_preprocessed / nnUNet_results under tmp_path,
-    CPU-friendly settings (no torch.compile, single-process data loading), and the variables also set in this
-    process so in-process nnU-Net API calls see the same folders."""
+def isolated_nnunet_env(root: Path) -> dict[str, str]:
+    """Environment for subprocesses with fresh nnUNet_raw / nnUNet_preprocessed / nnUNet_results under
+    ``root/nnunet`` (created) and CPU-friendly settings (no torch.compile, single-process data loading)."""
     env = dict(os.environ)
     for key, sub in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "preprocessed"), ("nnUNet_results", "results")):
-        folder = tmp_path / "nnunet" / sub
+        folder = root / "nnunet" / sub
         folder.mkdir(parents=True, exist_ok=True)
         env[key] = str(folder)
     # nnUNet_n_proc_DA=0 loads training data in the main process; nnUNetv2_plan_and_preprocess needs >= 1 (its
@@ -60,6 +58,12 @@ def nnunet_env(tmp_path: Path) -> dict[str, str]:
         }
     )
     return env
+
+
+@pytest.fixture
+def nnunet_env(tmp_path: Path) -> dict[str, str]:
+    """:func:`isolated_nnunet_env` under the test's ``tmp_path``."""
+    return isolated_nnunet_env(tmp_path)
 
 
 #: Test modules that are slow as a whole (they run nnUNetv2_* commands, the demo or fresh interpreters); single slow

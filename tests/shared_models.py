@@ -11,13 +11,12 @@ under their own ``tmp_path``.
 
 from __future__ import annotations
 
-import os
 import subprocess
 from pathlib import Path
 from typing import NamedTuple
 
 import pytest
-from conftest import run_command
+from conftest import isolated_nnunet_env, run_command
 from test_trainer_support import fresh_shell_env, make_brats_dataset, model_folder, plan_and_preprocess
 
 TINY_GLI_DATASET_ID = 611
@@ -44,22 +43,11 @@ class TinyGLIModel(NamedTuple):
     trainings: tuple[subprocess.CompletedProcess, ...]  # the nnUNetv2_train runs, one per fold in TINY_FOLDS
 
 
-def session_nnunet_env(root: Path) -> dict[str, str]:
-    """Fresh-shell environment whose nnU-Net folders live under ``root/nnunet`` (created), with the CPU settings of
-    conftest's ``nnunet_env`` (no torch.compile, data loading in the training process, one export process)."""
-    env = dict(os.environ)
-    for key, sub in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "preprocessed"), ("nnUNet_results", "results")):
-        (root / "nnunet" / sub).mkdir(parents=True, exist_ok=True)
-        env[key] = str(root / "nnunet" / sub)
-    env.update({"nnUNet_compile": "f", "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "MPLBACKEND": "Agg"})
-    return fresh_shell_env(env)
-
-
 @pytest.fixture(scope="session")
 def tiny_gli_dataset(tmp_path_factory: pytest.TempPathFactory) -> TinyGLIDataset:
     """5 training + 2 test synthetic GLI cases of 40x40x24 voxels, converted, planned and preprocessed."""
     root = tmp_path_factory.mktemp("tiny_gli")
-    env = session_nnunet_env(root)
+    env = fresh_shell_env(isolated_nnunet_env(root))
     raw = make_brats_dataset(env, root, TINY_GLI_DATASET_ID, "GLI", n_train=5, n_test=2, shape=TINY_SHAPE_XYZ)
     preprocessed = plan_and_preprocess(env, TINY_GLI_DATASET_ID)
     return TinyGLIDataset(root, env, raw, preprocessed)
