@@ -33,7 +33,7 @@ from typing import Any, Union
 
 import numpy as np
 
-from nnunet_tcup.errors import library_error
+from nnunet_tcup.errors import library_error, one_line
 from nnunet_tcup.nifti_checks import check_nifti_file, check_nifti_header, is_nifti_name
 from nnunet_tcup.parallel import note_partial_dir
 
@@ -229,6 +229,13 @@ def _label_values_problem(path: Path, data: np.ndarray) -> str | None:
     return None
 
 
+def _sitk_error(error: Exception) -> str:
+    """``TYPE: REASON`` of a SimpleITK exception: the last line of ITK's multi-line message (the lines before it
+    name SimpleITK's and ITK's own source files)."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {one_line(lines[-1])}" if lines else type(error).__name__
+
+
 def _sitk_read(file: Path, shown: Path) -> tuple[Any, np.ndarray]:
     """``(SimpleITK image, array (z, y, x))`` of ``file``; errors name ``shown`` (the user's file)."""
     import SimpleITK as sitk
@@ -237,8 +244,7 @@ def _sitk_read(file: Path, shown: Path) -> tuple[Any, np.ndarray]:
         image = sitk.ReadImage(str(file))
         return image, sitk.GetArrayFromImage(image)
     except Exception as e:  # SimpleITK raises RuntimeError with ITK's multi-line message: its last line says why
-        last_line = str(e).strip().splitlines()[-1] if str(e).strip() else ""
-        raise ValueError(f"{shown}: cannot read image ({type(e).__name__}: {last_line.strip()})") from None
+        raise ValueError(f"{shown}: cannot read image ({_sitk_error(e)})") from None
 
 
 def read_image_zyx(path: PathLike, *, labels: bool = False) -> tuple[np.ndarray, ImageGeometry]:
@@ -274,7 +280,7 @@ def read_geometry(path: PathLike) -> ImageGeometry:
     try:
         reader.ReadImageInformation()
     except Exception as e:  # SimpleITK raises RuntimeError with ITK's multi-line message
-        raise ValueError(f"{path}: cannot read image header ({type(e).__name__})") from None
+        raise ValueError(f"{path}: cannot read image header ({_sitk_error(e)})") from None
     if reader.GetDimension() != 3:
         raise ValueError(f"{path}: expected a 3D image, got {reader.GetDimension()} dimensions")
     return ImageGeometry.of_sitk(reader)

@@ -297,6 +297,7 @@ def convert_brats2023(
         num_workers=workers,
         desc=f"checking {challenge}",
         progress=progress,
+        label=lambda task: task.case.case_id,
     )
     errors = [str(c.error) for c in checks if c.status == "error"]
     if errors:
@@ -364,6 +365,7 @@ def _write_locked(
             num_workers=workers,
             desc=f"converting {challenge}",
             progress=progress,
+            label=lambda task: task[0].case.case_id,
         )
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         (dataset_dir / sub).mkdir(parents=True, exist_ok=True)

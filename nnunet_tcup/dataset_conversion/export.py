@@ -282,14 +282,26 @@ def export_predictions(
                 "nothing was written (predict them, or pass --allow-missing to export the others)"
             )
     checks = parallel_map(
-        check_export, tasks, num_workers=workers, desc=f"checking {challenge} predictions", progress=progress
+        check_export,
+        tasks,
+        num_workers=workers,
+        desc=f"checking {challenge} predictions",
+        progress=progress,
+        label=lambda task: task.case_id,
     )
     errors = [str(c.error) for c in checks if c.status == "error"]
     if errors:
         raise ErrorList(f"{len(errors)} of {len(checks)} prediction(s) failed the checks; nothing was written:", errors)
     to_write = [c.task for c in checks if c.status == "write"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    parallel_map(write_export, to_write, num_workers=workers, desc=f"exporting {challenge}", progress=progress)
+    parallel_map(
+        write_export,
+        to_write,
+        num_workers=workers,
+        desc=f"exporting {challenge}",
+        progress=progress,
+        label=lambda task: task.case_id,
+    )
     return ExportSummary(
         out_dir, [t.case_id for t in to_write], [c.task.case_id for c in checks if c.status == "unchanged"], missing
     )
