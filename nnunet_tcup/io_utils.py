@@ -330,21 +330,20 @@ def load_nifti(path: PathLike) -> Any:
 
     The file is checked by the reader contract (:mod:`nnunet_tcup.nifti_checks`) before its voxels are allocated; a
     ``.nii.gz`` is decompressed once (its bytes kept while they are counted) and parsed from memory. Returns a
-    ``nibabel.Nifti1Image`` (``Nifti2Image`` for NIfTI-2) with its data cached as float32.
+    ``nibabel.Nifti1Image`` with its data cached as float32.
     """
     import nibabel as nib
 
     path = Path(path)
     _check_is_file(path)
     stream = io.BytesIO() if path.name.endswith(".gz") else None
-    layout = check_nifti_file(path, sink=stream.write if stream is not None else None)
-    image_class: Any = nib.Nifti2Image if layout.version == 2 else nib.Nifti1Image
+    check_nifti_file(path, sink=stream.write if stream is not None else None)
     try:
         if stream is not None:
             stream.seek(0)
-            img: Any = image_class.from_stream(stream)
+            img: Any = nib.Nifti1Image.from_stream(stream)
         else:
-            img = image_class.from_filename(str(path))
+            img = nib.Nifti1Image.from_filename(str(path))
         img.get_fdata(dtype=np.float32, caching="fill")  # forces a full read
     except Exception as e:  # nibabel raises many types for corrupt files (EOFError, ImageFileError, ValueError...)
         raise ValueError(f"{path}: cannot read NIfTI file ({library_error(e)})") from None
@@ -358,9 +357,9 @@ def load_nifti_header(path: PathLike) -> Any:
 
     path = Path(path)
     _check_is_file(path)
-    layout = check_nifti_header(path)
+    check_nifti_header(path)
     try:
-        return (nib.Nifti2Image if layout.version == 2 else nib.Nifti1Image).from_filename(str(path))
+        return nib.Nifti1Image.from_filename(str(path))
     except Exception as e:  # nibabel raises many types for a bad header
         raise ValueError(f"{path}: cannot read NIfTI header ({library_error(e)})") from None
 

@@ -3,7 +3,8 @@
 For a ``.nii`` or ``.nii.gz`` file (NIfTI-1, 348-byte header, or NIfTI-2, 540-byte header, either byte order):
 
 1. the header is parsed here from the file's first bytes (for a ``.nii.gz``, the first bytes of the gzip stream);
-   it must be a single-file NIfTI (magic ``n+1`` / ``n+2``) with 1 to 7 dimensions, none of them zero or negative,
+   it must be a single-file NIfTI-1 (magic ``n+1``; NIfTI-2 is recognised and refused: SimpleITK, which nnU-Net
+   reads images with, cannot read it) with 1 to 7 dimensions, none of them zero or negative,
    a real-valued voxel type (integers or float32/float64: complex, RGB, binary and float128 are refused) and a data
    offset at or after the header;
 2. the declared size is checked against sane limits: at most 2^31 voxels, and the memory a reader needs (about two
@@ -146,6 +147,11 @@ def _parse_header(raw: bytes, shown: Path) -> NiftiLayout:
         pair = magic[:3] == (b"ni1" if version == 1 else b"ni2")
         what = "a header of a .hdr/.img pair" if pair else f"no NIfTI-{version} magic {wanted[:3].decode()!r}"
         raise ValueError(f"{shown}: not a single-file NIfTI-{version} image ({what})")
+    if version == 2:
+        raise ValueError(
+            f"{shown}: NIfTI-2 files are not supported: SimpleITK, which nnU-Net reads images with, cannot read "
+            "them; save it as NIfTI-1"
+        )
     ndim = int(dims[0])
     if not 1 <= ndim <= 7:
         raise ValueError(f"{shown}: invalid NIfTI header: {ndim} dimensions (dim[0] must be 1 to 7)")

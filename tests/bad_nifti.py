@@ -1,7 +1,5 @@
-"""Hand-made bad NIfTI files for the reader-contract tests, written at test time (all small on disk).
-
-Headers are nibabel's own (``Nifti1Header``); the voxel bytes after them are chosen to disagree with the header.
-"""
+"""Hand-made bad NIfTI files for the reader-contract tests, written at test time over a good ``.nii.gz`` (whose
+header, affine included, they keep), all small on disk."""
 
 from __future__ import annotations
 
@@ -11,46 +9,56 @@ from pathlib import Path
 import nibabel as nib
 import numpy as np
 
-AFFINE = np.diag([-1.0, -1.0, 1.0, 1.0])
 
-
-def header_bytes(shape: tuple[int, ...], dtype, affine: np.ndarray = AFFINE) -> bytes:
-    """The 352 bytes before the voxels of a single-file NIfTI-1 (header + empty extension flag)."""
-    header = nib.Nifti1Header()
-    header.set_data_shape(shape)
-    header.set_data_dtype(dtype)
-    header.set_sform(affine, code=1)
-    header.set_qform(affine, code=1)
+def _header_bytes(path: Path, shape: tuple[int, ...] | None = None, dtype=None) -> bytes:
+    """The bytes before the voxels of the NIfTI-1 file ``path`` (header + extension flag), with another ``shape`` /
+    ``dtype`` declared if given."""
+    header = nib.load(str(path)).header.copy()
+    if dtype is not None:
+        header.set_data_dtype(dtype)
+    if shape is not None:
+        header.set_data_shape(shape)
     header["vox_offset"] = 352
     return header.binaryblock + b"\0" * 4
 
 
-def gzip_file(path: Path, shape: tuple[int, ...], dtype, data: bytes = b"", zero_bytes: int = 0) -> Path:
-    """A complete, valid gzip stream holding a header for ``shape``/``dtype``, then ``data``, then ``zero_bytes``
-    zeros (streamed in chunks, never held in memory)."""
+def _write_gzip(path: Path, head: bytes, zero_bytes: int = 0) -> Path:
+    """A complete, valid gzip stream: ``head``, then ``zero_bytes`` zeros (streamed, never held in memory)."""
     with gzip.open(path, "wb", compresslevel=9) as f:
-        f.write(header_bytes(shape, dtype))
-        f.write(data)
+        f.write(head)
         chunk = bytes(1 << 24)
-        left = zero_bytes
-        while left > 0:
-            f.write(chunk[: min(left, len(chunk))])
-            left -= len(chunk)
+        while zero_bytes > 0:
+            f.write(chunk[: min(zero_bytes, len(chunk))])
+            zero_bytes -= len(chunk)
     return path
 
 
-def short_gzip(path: Path, array: np.ndarray, keep: float = 0.5) -> Path:
-    """A ``.nii.gz`` whose gzip stream is complete (CRC and length valid) but holds only ``keep`` of the voxel bytes
-    its header declares, as from a writer that died and whose output was re-compressed."""
-    raw = np.asarray(array).tobytes(order="F")
-    return gzip_file(path, array.shape, array.dtype, raw[: int(len(raw) * keep)])
+def make_short(path: Path, keep: float = 0.5) -> Path:
+    """Rewrite ``path`` as a complete gzip stream (CRC and length valid) holding only ``keep`` of the voxel bytes its
+    header declares: a writer that died after the header, its output re-compressed."""
+    raw = gzip.decompress(path.read_bytes())
+    offset = int(nib.load(str(path)).dataobj.offset)
+    return _write_gzip(path, raw[: offset + int((len(raw) - offset) * keep)])
 
 
-def header_only_gzip(path: Path, shape=(640, 640, 640), dtype=np.int16) -> Path:
-    """A ~105-byte ``.nii.gz``: a header declaring ``shape`` (640^3 int16: 500 MiB) and no voxels at all."""
-    return gzip_file(path, shape, dtype)
+def make_header_only(path: Path, shape=(640, 640, 640), dtype=np.int16) -> Path:
+    """Rewrite ``path`` as a ~100-byte ``.nii.gz``: a header declaring ``shape`` (640^3 int16: 500 MiB), no voxels."""
+    return _write_gzip(path, _header_bytes(path, shape, dtype))
 
 
-def zero_volume_gzip(path: Path, shape=(1024, 1024, 256), dtype=np.uint8) -> Path:
-    """A complete, valid ``.nii.gz`` of an all-zero volume: 1024x1024x256 uint8 (256 MiB) in about 261 KB."""
-    return gzip_file(path, shape, dtype, zero_bytes=int(np.prod(shape)) * np.dtype(dtype).itemsize)
+def make_zero_volume(path: Path, shape=(1024, 1024, 256), dtype=np.uint8) -> Path:
+    """Rewrite ``path`` as a complete, valid all-zero volume: 1024x1024x256 uint8 (256 MiB) in about 261 KB."""
+    return _write_gzip(path, _header_bytes(path, shape, dtype), int(np.prod(shape)) * np.dtype(dtype).itemsize)
+
+
+def make_zero_size(path: Path, shape=(32, 32, 0)) -> Path:
+    """Rewrite ``path`` as a valid file of a volume with a zero-size dimension (no voxels)."""
+    return _write_gzip(path, _header_bytes(path, shape))
+
+
+def make_complex(path: Path) -> Path:
+    """Rewrite ``path`` with its voxels as complex64 (same values, same affine)."""
+    image = nib.load(str(path))
+    data = np.asarray(image.dataobj).astype(np.complex64)
+    nib.save(nib.Nifti1Image(data, image.affine), str(path))
+    return path
