@@ -4,7 +4,10 @@ Every command with ``--num-workers`` uses :func:`parallel_map` and the same defa
 (nnU-Net's ``nnUNet_def_n_proc`` when set, else ``min(4, CPU count)``). Workers are started with ``spawn`` (as
 nnU-Net starts its own workers): safe next to threads and torch, and no open file descriptor (e.g. a lock) leaks
 into them. A worker exits as soon as its parent process dies, even by SIGKILL (Linux parent-death signal, and a
-watcher thread elsewhere), so a killed command never leaves workers blocked forever.
+watcher thread elsewhere), so a killed command never leaves workers blocked forever. A worker that dies (SIGKILL,
+the out-of-memory killer) is :class:`WorkerDiedError`, one line naming the item it was working on, e.g.
+``BraTS-GLI-00001-000: worker died (signal 9; out of memory?)``; the partial files of the pool's workers are removed
+first (by their PIDs, in the folders they recorded with :func:`note_partial_dir`; another run's are never touched).
 """
 
 from __future__ import annotations
@@ -217,8 +220,10 @@ def _worker_died(pool: _Pool, processes: dict[int, Any], label: Callable[[int], 
     dead = sorted(pids, key=lambda pid: (codes[pid] in (None, -signal.SIGTERM), working.get(pid, -1) < 0))
     pid = dead[0] if dead else 0
     index = working.get(pid, -1)
-    what = label(index) if index >= 0 else "between items"
-    return WorkerDiedError(f"{what}: worker died ({_how_it_died(codes.get(pid))})")
+    how = _how_it_died(codes.get(pid))
+    if index < 0:
+        return WorkerDiedError(f"a worker process died between items ({how})")
+    return WorkerDiedError(f"{label(index)}: worker died ({how})")
 
 
 def parallel_map(
