@@ -202,6 +202,7 @@ _PATCHED_CLI = (
 )
 
 
+@pytest.mark.slow  # fresh interpreters
 @pytest.mark.parametrize("command", ["convert", "evaluate"])
 @pytest.mark.parametrize("kind", ["640^3 header, 105 bytes", "1024x1024x256 zeros, 261 KB, 0.5 GiB free"])
 def test_a_huge_header_is_refused_before_allocating(command, kind, tmp_path, nnunet_env, monkeypatch):
