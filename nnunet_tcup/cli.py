@@ -5,8 +5,9 @@ or more sub-parsers and sets ``func`` (called with the parsed ``argparse.Namespa
 Modules are imported here only for their parsers; heavy imports (torch, nnunetv2) happen inside ``func``.
 
 Errors: every ``ValueError`` and ``OSError`` (permission denied, a path under a file, a full disk, ...) that reaches
-:func:`main` is printed as ``nnunet_tcup CMD: error: PATH: PROBLEM`` with exit code 1; ``--debug`` shows the
-traceback instead.
+:func:`main` is printed as ``nnunet_tcup CMD: error: PATH: PROBLEM`` on one line (line breaks in a library's message
+are joined; only :class:`nnunet_tcup.errors.ErrorList` lists one problem per line) with exit code 1; ``--debug``
+shows the traceback instead.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from pathlib import Path
 
 from nnunet_tcup import __version__
 
-__all__ = ["SUBCOMMAND_MODULES", "build_parser", "describe_os_error", "main"]
+__all__ = ["SUBCOMMAND_MODULES", "build_parser", "describe_os_error", "error_message", "main"]
 
 #: Modules that register subcommands, in the order they are listed by ``nnunet_tcup -h``.
 SUBCOMMAND_MODULES = (
@@ -97,6 +98,16 @@ def describe_os_error(e: OSError) -> str:
     return text
 
 
+def error_message(e: ValueError | OSError) -> str:
+    """The text after ``error:``: one line (a library's line breaks joined), except an :class:`ErrorList`, whose
+    header and items are one line each."""
+    from nnunet_tcup.errors import ErrorList, one_line
+
+    if isinstance(e, ErrorList):
+        return str(e)
+    return one_line(describe_os_error(e) if isinstance(e, OSError) else str(e))
+
+
 def _command_name(args: argparse.Namespace) -> str:
     """``convert``, ``postprocess apply``, ...: the words of the command line that chose ``func``."""
     name = str(getattr(args, "command", "") or "")
@@ -116,8 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, OSError) as e:
         if args.debug:
             raise
-        message = describe_os_error(e) if isinstance(e, OSError) else str(e)
-        print(f"nnunet_tcup {name}: error: {message}", file=sys.stderr)
+        print(f"nnunet_tcup {name}: error: {error_message(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print(f"nnunet_tcup {name}: interrupted", file=sys.stderr)

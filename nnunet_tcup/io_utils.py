@@ -2,9 +2,10 @@
 writes and the one cleanup of interrupted writes.
 
 Reading: :func:`read_image_zyx` is the one way to read an image or a label map as a numpy array in nnU-Net /
-SimpleITK axis order ``(z, y, x)``. Before SimpleITK reads a ``.nii.gz`` (SimpleITK silently zero-fills a truncated
-one), the whole gzip stream is decompressed in chunks, which checks its CRC-32 and length; an uncompressed ``.nii``
-must be at least as long as its header says. ``labels=True`` also rejects NaN/Inf and non-integer voxels.
+SimpleITK axis order ``(z, y, x)``; :func:`load_nifti` reads with nibabel, :func:`read_geometry` and
+:func:`load_nifti_header` read headers only. Every one of them first checks the file by the reader contract of
+:mod:`nnunet_tcup.nifti_checks` (header, size limits, and exact data length before any voxel memory is allocated:
+SimpleITK silently zero-fills a short ``.nii.gz``). ``labels=True`` also rejects NaN/Inf and non-integer voxels.
 :func:`check_same_geometry` compares two :class:`ImageGeometry` (shape, spacing, origin, direction) and names both
 files when they differ.
 
@@ -21,16 +22,20 @@ from __future__ import annotations
 
 import contextlib
 import gzip
+import io
 import json
-import math
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Union
 
 import numpy as np
+
+from nnunet_tcup.errors import library_error, one_line
+from nnunet_tcup.nifti_checks import check_nifti_file, check_nifti_header, is_nifti_name
+from nnunet_tcup.parallel import note_partial_dir
 
 PathLike = Union[str, "os.PathLike[str]"]
 
@@ -46,9 +51,11 @@ __all__ = [
     "is_partial_file",
     "list_nifti_cases",
     "load_nifti",
+    "load_nifti_header",
     "read_array_zyx",
     "read_geometry",
     "read_image_zyx",
+    "remove_partials_of",
     "remove_stale_partials",
     "verify_nifti_file",
     "write_json_atomic",
@@ -67,6 +74,7 @@ def atomic_output(target: PathLike) -> Iterator[Path]:
     suffix = "".join(target.suffixes[-2:]) if target.name.endswith(".nii.gz") else target.suffix
     stem = target.name[: len(target.name) - len(suffix)] if suffix else target.name
     tmp = target.with_name(f".{stem}{PARTIAL_MARKER}{os.getpid()}{suffix}")
+    note_partial_dir(target.parent)  # in a parallel_map worker: its parent removes the file if the worker dies
     try:
         yield tmp
         os.replace(tmp, target)
@@ -93,6 +101,21 @@ def remove_stale_partials(folder: PathLike) -> int:
     if folder.is_dir():
         for entry in folder.iterdir():
             if is_partial_file(entry) and entry.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    entry.unlink()
+                    removed += 1
+    return removed
+
+
+def remove_partials_of(folder: PathLike, pids: Iterable[int]) -> int:
+    """Delete the temporary ``.*.partial-PID*`` files directly in ``folder`` written by the processes ``pids`` (only
+    theirs: e.g. the workers of this run that died); return how many were removed."""
+    markers = tuple(f"{PARTIAL_MARKER}{pid}" for pid in pids)
+    removed = 0
+    with contextlib.suppress(FileNotFoundError, NotADirectoryError):
+        for entry in Path(folder).iterdir():
+            rest = next((entry.name.split(m, 1)[1] for m in markers if m in entry.name), None)
+            if rest is not None and (rest == "" or rest.startswith(".")) and is_partial_file(entry):
                 with contextlib.suppress(FileNotFoundError):
                     entry.unlink()
                     removed += 1
@@ -156,46 +179,29 @@ class ImageGeometry:
         )
 
 
-def _verify_gzip_stream(path: Path) -> None:
-    """Decompress the whole gzip file in chunks (checks every member's CRC-32 and length); ValueError naming the
-    file if the stream is truncated or corrupt."""
-    try:
-        with gzip.open(path, "rb") as f:
-            while f.read(_GZIP_CHUNK):
-                pass
-    except (OSError, EOFError, zlib.error) as e:
-        raise ValueError(f"{path}: truncated or corrupt gzip stream ({type(e).__name__}: {e})") from None
-
-
-def _verify_uncompressed_length(path: Path, shown: Path | None = None) -> None:
-    """A ``.nii`` must hold at least ``vox_offset + voxels * bytes per voxel`` bytes; ValueError naming ``shown``
-    (default ``path``) if it is shorter or its header cannot be read."""
-    shown = path if shown is None else shown
-    import nibabel as nib
-
-    try:
-        image: Any = nib.load(str(path))
-        proxy = image.dataobj  # an ArrayProxy: offset, shape and dtype of the stored voxels
-        needed = int(proxy.offset) + math.prod(int(s) for s in proxy.shape) * int(np.dtype(proxy.dtype).itemsize)
-    except Exception as e:  # nibabel raises many types for a bad header
-        raise ValueError(f"{shown}: cannot read NIfTI header ({type(e).__name__}: {e})") from None
-    size = path.stat().st_size
-    if size < needed:
-        raise ValueError(f"{shown}: truncated file ({size} bytes, the header needs {needed})")
+def _check_is_file(path: Path) -> None:
+    if not path.is_file():
+        raise ValueError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
 
 
 def verify_nifti_file(path: PathLike) -> Path:
-    """Check that ``path`` is an existing, complete ``.nii.gz`` (whole gzip stream) or ``.nii`` (length) file.
+    """Check that ``path`` is an existing, complete ``.nii.gz`` / ``.nii`` file by the package's reader contract
+    (:mod:`nnunet_tcup.nifti_checks`: header, size limits, exact data length; a ``.nii.gz`` is decompressed once,
+    counting bytes without keeping them). Another ``.gz`` file gets its gzip stream checked.
 
     Returns it as a Path; raises ValueError naming the file and the problem.
     """
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-    if path.name.endswith(".gz"):
-        _verify_gzip_stream(path)
-    elif path.name.endswith(".nii"):
-        _verify_uncompressed_length(path)
+    _check_is_file(path)
+    if is_nifti_name(path):
+        check_nifti_file(path)
+    elif path.name.endswith(".gz"):
+        try:
+            with gzip.open(path, "rb") as f:
+                while f.read(_GZIP_CHUNK):
+                    pass
+        except (EOFError, zlib.error, gzip.BadGzipFile) as e:
+            raise ValueError(f"{path}: truncated or corrupt gzip stream ({library_error(e)})") from None
     return path
 
 
@@ -213,7 +219,7 @@ def _label_values_problem(path: Path, data: np.ndarray) -> str | None:
         image: Any = nib.load(str(path))
         stored = np.asanyarray(image.dataobj)
     except Exception as e:  # nibabel raises many types for corrupt files
-        return f"cannot read the stored voxel values ({type(e).__name__}: {e})"
+        return f"cannot read the stored voxel values ({library_error(e)})"
     non_finite = int(stored.size - np.count_nonzero(np.isfinite(stored)))
     if non_finite:
         return f"{non_finite} non-finite voxel value(s) (NaN/Inf) in a label file"
@@ -223,6 +229,13 @@ def _label_values_problem(path: Path, data: np.ndarray) -> str | None:
     return None
 
 
+def _sitk_error(error: Exception) -> str:
+    """``TYPE: REASON`` of a SimpleITK exception: the last line of ITK's multi-line message (the lines before it
+    name SimpleITK's and ITK's own source files)."""
+    lines = [line for line in str(error).splitlines() if line.strip()]
+    return f"{type(error).__name__}: {one_line(lines[-1])}" if lines else type(error).__name__
+
+
 def _sitk_read(file: Path, shown: Path) -> tuple[Any, np.ndarray]:
     """``(SimpleITK image, array (z, y, x))`` of ``file``; errors name ``shown`` (the user's file)."""
     import SimpleITK as sitk
@@ -230,9 +243,8 @@ def _sitk_read(file: Path, shown: Path) -> tuple[Any, np.ndarray]:
     try:
         image = sitk.ReadImage(str(file))
         return image, sitk.GetArrayFromImage(image)
-    except Exception as e:  # SimpleITK raises RuntimeError with ITK's multi-line message
-        first_line = str(e).strip().splitlines()[-1] if str(e).strip() else ""
-        raise ValueError(f"{shown}: cannot read image ({type(e).__name__}: {first_line})") from None
+    except Exception as e:  # SimpleITK raises RuntimeError with ITK's multi-line message: its last line says why
+        raise ValueError(f"{shown}: cannot read image ({_sitk_error(e)})") from None
 
 
 def read_image_zyx(path: PathLike, *, labels: bool = False) -> tuple[np.ndarray, ImageGeometry]:
@@ -255,18 +267,20 @@ def read_image_zyx(path: PathLike, *, labels: bool = False) -> tuple[np.ndarray,
 
 def read_geometry(path: PathLike) -> ImageGeometry:
     """Geometry of an image file from its header only (SimpleITK ``ReadImageInformation``; the voxels are not read or
-    verified). Raises ValueError naming the file."""
+    verified, the header is checked as :func:`nnunet_tcup.nifti_checks.check_nifti_header` does). Raises ValueError
+    naming the file."""
     import SimpleITK as sitk
 
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
+    _check_is_file(path)
+    if is_nifti_name(path):
+        check_nifti_header(path)
     reader = sitk.ImageFileReader()
     reader.SetFileName(str(path))
     try:
         reader.ReadImageInformation()
     except Exception as e:  # SimpleITK raises RuntimeError with ITK's multi-line message
-        raise ValueError(f"{path}: cannot read image header ({type(e).__name__})") from None
+        raise ValueError(f"{path}: cannot read image header ({_sitk_error(e)})") from None
     if reader.GetDimension() != 3:
         raise ValueError(f"{path}: expected a 3D image, got {reader.GetDimension()} dimensions")
     return ImageGeometry.of_sitk(reader)
@@ -314,29 +328,40 @@ def _fmt(values: tuple[float, ...]) -> str:
 def load_nifti(path: PathLike) -> Any:
     """Load a NIfTI image with nibabel, its data fully read and verified; raise ValueError naming the file.
 
-    A ``.nii.gz`` is decompressed once, whole (so its CRC-32 and length are checked), and parsed from memory; a
-    ``.nii`` is length-checked first. Returns a ``nibabel.Nifti1Image`` with its data cached as float32.
+    The file is checked by the reader contract (:mod:`nnunet_tcup.nifti_checks`) before its voxels are allocated; a
+    ``.nii.gz`` is decompressed once (its bytes kept while they are counted) and parsed from memory. Returns a
+    ``nibabel.Nifti1Image`` with its data cached as float32.
     """
     import nibabel as nib
 
     path = Path(path)
-    if not path.is_file():
-        raise ValueError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
-    if path.name.endswith(".gz"):
-        try:
-            with gzip.open(path, "rb") as f:
-                raw = f.read()
-        except (OSError, EOFError, zlib.error) as e:
-            raise ValueError(f"{path}: truncated or corrupt gzip stream ({type(e).__name__}: {e})") from None
-    else:
-        verify_nifti_file(path)
-        raw = None
+    _check_is_file(path)
+    stream = io.BytesIO() if path.name.endswith(".gz") else None
+    check_nifti_file(path, sink=stream.write if stream is not None else None)
     try:
-        img: Any = nib.Nifti1Image.from_bytes(raw) if raw is not None else nib.load(str(path))
+        if stream is not None:
+            stream.seek(0)
+            img: Any = nib.Nifti1Image.from_stream(stream)
+        else:
+            img = nib.Nifti1Image.from_filename(str(path))
         img.get_fdata(dtype=np.float32, caching="fill")  # forces a full read
     except Exception as e:  # nibabel raises many types for corrupt files (EOFError, ImageFileError, ValueError...)
-        raise ValueError(f"{path}: cannot read NIfTI file ({type(e).__name__}: {e})") from None
+        raise ValueError(f"{path}: cannot read NIfTI file ({library_error(e)})") from None
     return img
+
+
+def load_nifti_header(path: PathLike) -> Any:
+    """A nibabel image of ``path`` for its header and affine only (voxels not read); the header is checked by the
+    reader contract (:func:`nnunet_tcup.nifti_checks.check_nifti_header`). Raises ValueError naming the file."""
+    import nibabel as nib
+
+    path = Path(path)
+    _check_is_file(path)
+    check_nifti_header(path)
+    try:
+        return nib.Nifti1Image.from_filename(str(path))
+    except Exception as e:  # nibabel raises many types for a bad header
+        raise ValueError(f"{path}: cannot read NIfTI header ({library_error(e)})") from None
 
 
 def list_nifti_cases(folder: PathLike) -> list[str]:

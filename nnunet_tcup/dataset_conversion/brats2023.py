@@ -49,6 +49,7 @@ from nnunet_tcup.dataset_conversion.layout import (
     check_unique_case_ids,
     discover_cases,
 )
+from nnunet_tcup.errors import ErrorList
 from nnunet_tcup.io_utils import (
     exclusive_lock,
     is_partial_file,
@@ -230,12 +231,12 @@ def check_target_folder(
                 if p.name.endswith(FILE_ENDING) and not is_partial_file(p) and f"{sub}/{p.name}" not in expected
             ]
     if foreign:
-        listed = "\n  ".join(str(p) for p in foreign[:10])
-        more = f"\n  ... and {len(foreign) - 10} more" if len(foreign) > 10 else ""
-        raise ValueError(
+        raise ErrorList(
             f"{dataset_dir}: holds {len(foreign)} file(s) that are not outputs of the given cases "
             f"(cases no longer in --train/--test, cases moved between them, or another dataset's "
-            f"files); not touching them:\n  {listed}{more}"
+            f"files); not touching them:",
+            [str(p) for p in foreign],
+            limit=10,
         )
 
 
@@ -255,12 +256,6 @@ class ConversionSummary:
     dataset_json_written: bool
     layout: str = BRATS2023.name
     notes: list[str] = field(default_factory=list)
-
-
-def _format_errors(errors: Sequence[str], total: int) -> str:
-    shown = "\n".join(f"  - {e}" for e in errors[:20])
-    more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-    return f"{len(errors)} of {total} case(s) failed the checks; nothing was written:\n{shown}{more}"
 
 
 def convert_brats2023(
@@ -302,10 +297,11 @@ def convert_brats2023(
         num_workers=workers,
         desc=f"checking {challenge}",
         progress=progress,
+        label=lambda task: task.case.case_id,
     )
     errors = [str(c.error) for c in checks if c.status == "error"]
     if errors:
-        raise ValueError(_format_errors(errors, len(checks)))
+        raise ErrorList(f"{len(errors)} of {len(checks)} case(s) failed the checks; nothing was written:", errors)
     todo = [c for c in checks if c.status == "todo"]
     wanted_json = build_dataset_json(
         challenge,
@@ -369,6 +365,7 @@ def _write_locked(
             num_workers=workers,
             desc=f"converting {challenge}",
             progress=progress,
+            label=lambda task: task[0].case.case_id,
         )
     for sub in ("imagesTr", "labelsTr", "imagesTs"):
         (dataset_dir / sub).mkdir(parents=True, exist_ok=True)

@@ -40,6 +40,7 @@ from nnunet_tcup.dataset_conversion.layout import (
     LEGACY_CASE_ID_PATTERN,
     SOURCE_ENDINGS,
 )
+from nnunet_tcup.errors import ErrorList, one_line
 from nnunet_tcup.io_utils import atomic_output, is_partial_file, list_nifti_cases
 from nnunet_tcup.parallel import default_num_workers, parallel_map
 
@@ -60,7 +61,9 @@ def check_prediction_dataset_json(pred_dir: Path) -> None:
             obj = json.load(f)
         labels = obj["labels"]
     except (OSError, ValueError, KeyError, TypeError) as e:
-        raise ValueError(f"{path}: cannot read the labels of the dataset the predictions come from ({e})") from e
+        raise ValueError(
+            f"{path}: cannot read the labels of the dataset the predictions come from ({one_line(str(e))})"
+        ) from e
     order = obj.get("regions_class_order")
     if order is None:
         return
@@ -145,7 +148,7 @@ def _submission_image(task: ExportTask):
     import numpy as np
 
     from nnunet_tcup.dataset_conversion.validation import label_problem
-    from nnunet_tcup.io_utils import check_same_geometry, load_nifti, read_geometry
+    from nnunet_tcup.io_utils import check_same_geometry, load_nifti, load_nifti_header, read_geometry
 
     prediction = load_nifti(task.prediction)
     if len(prediction.shape) != 3:
@@ -161,10 +164,7 @@ def _submission_image(task: ExportTask):
         check_same_geometry(
             read_geometry(task.reference), read_geometry(task.prediction), task.reference, task.prediction
         )
-        try:
-            reference = nib.load(str(task.reference))
-        except Exception as e:  # nibabel raises many types for a bad header
-            raise ValueError(f"{task.reference}: cannot read NIfTI header ({type(e).__name__}: {e})") from None
+        reference = load_nifti_header(task.reference)
     labels = np.rint(data).astype(np.uint8)
     if LEGACY_CASE_ID_PATTERN.match(task.case_id):
         labels[labels == 3] = 4  # BraTS 2021/2020 labelling: ET = 4
@@ -282,18 +282,26 @@ def export_predictions(
                 "nothing was written (predict them, or pass --allow-missing to export the others)"
             )
     checks = parallel_map(
-        check_export, tasks, num_workers=workers, desc=f"checking {challenge} predictions", progress=progress
+        check_export,
+        tasks,
+        num_workers=workers,
+        desc=f"checking {challenge} predictions",
+        progress=progress,
+        label=lambda task: task.case_id,
     )
-    errors = [c.error for c in checks if c.status == "error"]
+    errors = [str(c.error) for c in checks if c.status == "error"]
     if errors:
-        shown = "\n".join(f"  - {e}" for e in errors[:20])
-        more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
-        raise ValueError(
-            f"{len(errors)} of {len(checks)} prediction(s) failed the checks; nothing was written:\n{shown}{more}"
-        )
+        raise ErrorList(f"{len(errors)} of {len(checks)} prediction(s) failed the checks; nothing was written:", errors)
     to_write = [c.task for c in checks if c.status == "write"]
     out_dir.mkdir(parents=True, exist_ok=True)
-    parallel_map(write_export, to_write, num_workers=workers, desc=f"exporting {challenge}", progress=progress)
+    parallel_map(
+        write_export,
+        to_write,
+        num_workers=workers,
+        desc=f"exporting {challenge}",
+        progress=progress,
+        label=lambda task: task.case_id,
+    )
     return ExportSummary(
         out_dir, [t.case_id for t in to_write], [c.task.case_id for c in checks if c.status == "unchanged"], missing
     )

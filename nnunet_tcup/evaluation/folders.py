@@ -101,7 +101,9 @@ def evaluate_folders(
     jobs: list[_Job] = [
         (case, str(gt), None if pred is None else str(pred), dilation, threshold) for case, gt, pred in pairs
     ]
-    results = parallel_map(_evaluate_job, jobs, num_workers=num_workers, desc="evaluate", progress=progress)
+    results = parallel_map(
+        _evaluate_job, jobs, num_workers=num_workers, desc="evaluate", progress=progress, label=lambda job: job[0]
+    )
     table = pd.DataFrame([row for rows, _ in results for row in rows], columns=list(RESULT_COLUMNS))
     if not with_lesions:
         return table

@@ -108,7 +108,9 @@ def apply_to_folder(
     staged = [_staged_path(t, token) for t in targets]
     jobs = [(input_folder / f"{n}.nii.gz", s, params) for n, s in zip(names, staged)]
     try:
-        parallel_map(_stage_job, jobs, num_workers=num_workers, desc="filtering", progress=progress)
+        parallel_map(
+            _stage_job, jobs, num_workers=num_workers, desc="filtering", progress=progress, label=lambda j: str(j[0])
+        )
         for s, t in zip(staged, targets):
             os.replace(s, t)
     except BaseException:

@@ -229,6 +229,7 @@ def build_caches(
         num_workers=num_workers,
         desc="caching cases",
         progress=progress,
+        label=lambda pair: str(pair.prediction),
     )
 
 

@@ -218,7 +218,9 @@ def _review_locked(
                 write_maps,
                 zooniverse,
             )
-            results = parallel_map(review_case, jobs, num_workers=num_workers, desc="review", progress=progress)
+            results = parallel_map(
+                review_case, jobs, num_workers=num_workers, desc="review", progress=progress, label=lambda j: j.case
+            )
             ranked = rank_cases(results)
             rows = write_review_csv(ranked, staging / "review.csv")
             write_lesions_csv(ranked, staging / "lesions.csv")

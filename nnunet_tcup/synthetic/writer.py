@@ -147,5 +147,10 @@ def write_dataset(
     out.mkdir(parents=True, exist_ok=True)
     jobs = [(out, challenge, i, int(seed), shape, with_seg, anatomy) for i in range(start_index, last + 1)]
     return parallel_map(
-        _generate_and_write, jobs, num_workers=int(num_workers), desc=f"synth {challenge}", progress=progress
+        _generate_and_write,
+        jobs,
+        num_workers=int(num_workers),
+        desc=f"synth {challenge}",
+        progress=progress,
+        label=lambda job: f"synthetic case {job[2]}",
     )
