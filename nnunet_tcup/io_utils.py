@@ -46,6 +46,7 @@ __all__ = [
     "is_partial_file",
     "list_nifti_cases",
     "load_nifti",
+    "locked_folder",
     "read_array_zyx",
     "read_geometry",
     "read_image_zyx",
@@ -100,26 +101,80 @@ def remove_stale_partials(folder: PathLike) -> int:
 
 
 @contextlib.contextmanager
-def exclusive_lock(lock_file: PathLike, what: str) -> Iterator[None]:
+def exclusive_lock(lock_file: PathLike, what: str, *, remove: bool = False) -> Iterator[None]:
     """Hold an exclusive, non-blocking ``flock`` on ``lock_file`` (created if missing) for the ``with`` block.
 
     The kernel releases it when the process dies (even by SIGKILL), so a crashed run never blocks the next one; a
-    second live run gets ``ValueError("LOCK_FILE: another process is writing WHAT ...")``. Worker processes must
-    not inherit the descriptor (``nnunet_tcup.parallel`` spawns them, and the descriptor is not inheritable).
+    second live run gets ``ValueError("LOCK_FILE: another process is writing WHAT ...")``. With ``remove`` the file
+    is deleted (while still locked) at the end, so that a finished run leaves nothing behind: a process that opened
+    the old file meanwhile sees that its descriptor no longer names ``lock_file`` and locks the new one instead.
+    Worker processes must not inherit the descriptor (``nnunet_tcup.parallel`` spawns them, and the descriptor is
+    not inheritable).
     """
     import fcntl
 
     lock_file = Path(lock_file)
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
+    while True:
+        lock_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except FileNotFoundError:  # the folder was removed by the run that just ended: make it again
+            continue
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _names_open_file(lock_file, fd):
+                break
         except BlockingIOError:
+            os.close(fd)
             raise ValueError(f"{lock_file}: another process is writing {what} right now; wait for it to end") from None
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # locked a file that its holder removed meanwhile: take the new one
+    try:
         yield
     finally:
+        if remove:
+            with contextlib.suppress(FileNotFoundError):
+                lock_file.unlink()
         os.close(fd)
+
+
+def _names_open_file(path: Path, fd: int) -> bool:
+    """True if ``path`` still names the file open as ``fd`` (same device and inode)."""
+    try:
+        return os.path.samestat(os.fstat(fd), os.stat(path))
+    except FileNotFoundError:
+        return False
+
+
+@contextlib.contextmanager
+def locked_folder(folder: PathLike, lock_name: str, what: str) -> Iterator[Path]:
+    """Hold :func:`exclusive_lock` on ``folder/lock_name`` (``folder`` created if missing) for the ``with`` block,
+    so that a command takes its lock before it reads or checks anything in its output folder; yields ``folder``.
+
+    The lock file is removed at the end. If the block fails and this call created ``folder``, the folders it made are
+    removed again when they hold nothing (a failed run leaves no empty output folder behind); nothing else is ever
+    deleted. ValueError naming ``folder`` if it exists and is not a folder.
+    """
+    folder = Path(folder)
+    if folder.exists() and not folder.is_dir():
+        raise ValueError(f"{folder}: exists and is not a folder")
+    created = not folder.exists()
+    lock_file = folder / lock_name
+    try:
+        with exclusive_lock(lock_file, what, remove=True):
+            yield folder
+    except BaseException:
+        if created:
+            for level in [lock_file.parent, *lock_file.parent.parents]:  # innermost first, up to ``folder``
+                try:
+                    level.rmdir()  # only succeeds while empty
+                except OSError:
+                    break
+                if level == folder:
+                    break
+        raise
 
 
 def write_json_atomic(obj: Any, target: PathLike) -> None:
@@ -340,12 +395,18 @@ def load_nifti(path: PathLike) -> Any:
 
 
 def list_nifti_cases(folder: PathLike) -> list[str]:
-    """Sorted case names (file name without ``.nii.gz``) of the ``*.nii.gz`` files in ``folder``, ignoring partials."""
+    """Sorted case names (file name without ``.nii.gz``) of the ``*.nii.gz`` files in ``folder``; hidden files
+    (``.*``, which include interrupted writes) are skipped. Ids with a control character, or two ids equal under
+    Unicode NFKC normalisation, are a ValueError naming the file(s) (:mod:`nnunet_tcup.case_ids`)."""
+    from nnunet_tcup.case_ids import check_distinct_case_ids
+
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a directory")
-    return sorted(
-        p.name[: -len(".nii.gz")]
+    found = {
+        p.name[: -len(".nii.gz")]: p
         for p in folder.iterdir()
-        if p.is_file() and p.name.endswith(".nii.gz") and not is_partial_file(p)
-    )
+        if p.is_file() and p.name.endswith(".nii.gz") and not p.name.startswith(".")
+    }
+    check_distinct_case_ids(dict(sorted(found.items())))
+    return sorted(found)
