@@ -30,12 +30,20 @@ def start(argv: list[str], env: dict[str, str]) -> subprocess.Popen:
     )
 
 
-def run_overlapping(first: list[str], second: list[str], env: dict[str, str], gap_s: float = 0.3):
-    """Start ``first``, then ``second`` ``gap_s`` later; ``[(returncode, stdout, stderr)]`` of both."""
+def run_overlapping(first: list[str], second: list[str], env: dict[str, str], gap_s: float = 0.3, when=None):
+    """Start ``first``, then ``second`` ``gap_s`` later (or, with ``when``, as soon as ``when()`` is true while
+    ``first`` runs); ``[(returncode, stdout, stderr)]`` of both."""
     procs = [start(first, env)]
-    time.sleep(gap_s)
+    deadline = time.time() + (300 if when is not None else gap_s)
+    while when is not None and not when() and procs[0].poll() is None and time.time() < deadline:
+        time.sleep(0.01)
+    if when is None:
+        time.sleep(gap_s)
+    else:
+        assert procs[0].poll() is None, "the first run ended before the second started"
     procs.append(start(second, env))
-    return [(p.returncode, *p.communicate(timeout=600)) for p in procs]
+    outputs = [p.communicate(timeout=900) for p in procs]
+    return [(p.returncode, out, err) for p, (out, err) in zip(procs, outputs)]
 
 
 def error_line(result, command: str) -> str:
@@ -112,7 +120,7 @@ def test_a_refused_second_run_removes_nothing(tmp_path):
 
 # ------------------------------------------------------------------------------------------------------- convert
 def convert_argv(train: Path) -> list[str]:
-    return ["nnunet_tcup", "convert", "--challenge", "GLI", "-d", "7", "--train", str(train)] + [
+    return ["nnunet_tcup", "convert", "--challenge", "GLI", "--dataset-id", "7", "--train", str(train)] + [
         "--num-workers",
         "1",
         "--no-progress",
@@ -123,8 +131,10 @@ def convert_argv(train: Path) -> list[str]:
 def test_two_converts_into_one_dataset(tmp_path, nnunet_env, order):
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
 
-    two = write_cases(tmp_path / "two", range(1, 3), shape=(48, 48, 40))
-    five = write_cases(tmp_path / "five", range(1, 6), shape=(48, 48, 40))
+    # the 2 cases are larger (slower to check) than the 5: a run that checked the output before taking the lock
+    # would write its 2 cases and a dataset.json for 2 after the other run wrote its 5 (issue 20)
+    two = write_cases(tmp_path / "two", range(1, 3), shape=(128, 128, 96))
+    five = write_cases(tmp_path / "five", range(3, 8), shape=(32, 32, 24))
     runs = [convert_argv(two), convert_argv(five)]
     if order == "5 cases first":
         runs.reverse()
@@ -157,13 +167,18 @@ def test_two_postprocess_applies_into_one_folder(tmp_path, nnunet_env):
     params = preset_parameters("GLI")
     _, js, _ = write_postprocessing_files(tmp_path / "pp", params, postprocessing_json(params, "test", {}))
     predictions = {}
-    for i in range(6):
+    for i in range(12):
         _, pred = make_case((64, 96, 96), seed=i)
         write_label_image(pred, tmp_path / "in" / f"case_{i}.nii.gz")
         predictions[f"case_{i}.nii.gz"] = pred
     out = tmp_path / "out"
     argv = ["nnunet_tcup", "postprocess", "apply", "-i", str(tmp_path / "in"), "-o", str(out), "--json", str(js)]
-    results = run_overlapping(argv + ["--num-workers", "1"], argv + ["--num-workers", "1"], env=nnunet_env)
+    argv += ["--num-workers", "1"]
+
+    def staging() -> bool:
+        return out.is_dir() and any(is_partial_file(p) for p in out.iterdir())
+
+    results = run_overlapping(argv, argv, env=nnunet_env, when=staging)  # the second starts while the first stages
     assert sorted(code for code, _, _ in results) == [0, 1], results
     line = error_line(next(r for r in results if r[0] == 1), "postprocess apply")
     assert LOCKED in line or "exist already" in line, line  # overlapping: locked; else: the first's outputs exist
