@@ -17,7 +17,8 @@ import pytest
 from conftest import command_path
 from test_conversion import write_cases
 
-from nnunet_tcup.io_utils import exclusive_lock, is_partial_file, locked_folder
+from nnunet_tcup.io_utils import is_partial_file
+from nnunet_tcup.locking import exclusive_lock, locked_folder
 
 pytestmark = pytest.mark.slow
 

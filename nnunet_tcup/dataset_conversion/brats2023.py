@@ -54,12 +54,8 @@ from nnunet_tcup.dataset_conversion.layout import (
     check_unique_case_ids,
     discover_cases,
 )
-from nnunet_tcup.io_utils import (
-    exclusive_lock,
-    is_partial_file,
-    remove_stale_partials,
-    write_json_atomic,
-)
+from nnunet_tcup.io_utils import is_partial_file, remove_stale_partials, write_json_atomic
+from nnunet_tcup.locking import exclusive_lock
 from nnunet_tcup.parallel import default_num_workers, parallel_map
 
 MODES: tuple[str, ...] = ("regions", "classes", "labels")

@@ -90,7 +90,8 @@ def apply_to_folder(
     Refuses (FileExistsError) to write over existing outputs unless ``overwrite``; refuses the input folder as
     output. Other files (plans.json, ...) are not copied. ``num_workers`` processes (see nnunet_tcup.parallel).
     """
-    from nnunet_tcup.io_utils import list_nifti_cases, locked_folder, remove_stale_partials
+    from nnunet_tcup.io_utils import list_nifti_cases, remove_stale_partials
+    from nnunet_tcup.locking import locked_folder
     from nnunet_tcup.parallel import parallel_map
 
     input_folder, output_folder = Path(input_folder), Path(output_folder)

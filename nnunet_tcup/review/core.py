@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_tcup.challenges import check_challenge
-from nnunet_tcup.io_utils import locked_folder
+from nnunet_tcup.locking import locked_folder
 from nnunet_tcup.parallel import parallel_map
 from nnunet_tcup.review.case import CaseJob, CaseResult, review_case
 from nnunet_tcup.review.inputs import image_paths, list_cases, output_kind
