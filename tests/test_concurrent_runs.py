@@ -20,8 +20,6 @@ from test_conversion import write_cases
 from nnunet_tcup.io_utils import is_partial_file
 from nnunet_tcup.locking import exclusive_lock, locked_folder
 
-pytestmark = pytest.mark.slow
-
 LOCKED = "another process is writing"
 
 
@@ -128,6 +126,7 @@ def convert_argv(train: Path) -> list[str]:
     ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["2 cases first", "5 cases first"])
 def test_two_converts_into_one_dataset(tmp_path, nnunet_env, order):
     from nnunetv2.experiment_planning.verify_dataset_integrity import verify_dataset_integrity
@@ -158,6 +157,7 @@ def test_two_converts_into_one_dataset(tmp_path, nnunet_env, order):
 
 
 # ---------------------------------------------------------------------------------------------- postprocess apply
+@pytest.mark.slow
 def test_two_postprocess_applies_into_one_folder(tmp_path, nnunet_env):
     from postprocessing_helpers import make_case, write_label_image
 
