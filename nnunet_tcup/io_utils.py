@@ -13,8 +13,8 @@ Atomic write contract: data is written to a hidden temporary file next to the ta
 keeping the extension so that nibabel / SimpleITK pick the right format) and moved into place with ``os.replace``
 only when complete. An interrupted run therefore leaves the old file, no file, or, after a hard kill, a stray hidden
 ``.*.partial-*`` file. Our readers skip those (:func:`is_partial_file`). They are removed by
-:func:`remove_stale_partials`, which a command calls on a folder it owns (it holds :func:`exclusive_lock` on it, or
-the folder is its own output): a partial file is never an output of a finished write, so every partial there is
+:func:`remove_stale_partials`, which a command calls on a folder it owns (it holds the folder's lock from
+:mod:`nnunet_tcup.locking`, or the folder is its own output): a partial file is never an output of a finished write, so every partial there is
 garbage from an earlier run, whatever became of the process that wrote it (no PID liveness test: PIDs are reused).
 """
 
@@ -34,6 +34,7 @@ from typing import Any, Union
 import numpy as np
 
 from nnunet_tcup.errors import library_error, one_line
+from nnunet_tcup.locking import exclusive_lock, locked_folder
 from nnunet_tcup.nifti_checks import check_nifti_file, check_nifti_header, is_nifti_name
 from nnunet_tcup.parallel import note_partial_dir
 
@@ -52,6 +53,7 @@ __all__ = [
     "list_nifti_cases",
     "load_nifti",
     "load_nifti_header",
+    "locked_folder",
     "read_array_zyx",
     "read_geometry",
     "read_image_zyx",
@@ -120,29 +122,6 @@ def remove_partials_of(folder: PathLike, pids: Iterable[int]) -> int:
                     entry.unlink()
                     removed += 1
     return removed
-
-
-@contextlib.contextmanager
-def exclusive_lock(lock_file: PathLike, what: str) -> Iterator[None]:
-    """Hold an exclusive, non-blocking ``flock`` on ``lock_file`` (created if missing) for the ``with`` block.
-
-    The kernel releases it when the process dies (even by SIGKILL), so a crashed run never blocks the next one; a
-    second live run gets ``ValueError("LOCK_FILE: another process is writing WHAT ...")``. Worker processes must
-    not inherit the descriptor (``nnunet_tcup.parallel`` spawns them, and the descriptor is not inheritable).
-    """
-    import fcntl
-
-    lock_file = Path(lock_file)
-    lock_file.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(lock_file, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
-    try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            raise ValueError(f"{lock_file}: another process is writing {what} right now; wait for it to end") from None
-        yield
-    finally:
-        os.close(fd)
 
 
 def write_json_atomic(obj: Any, target: PathLike) -> None:
@@ -365,12 +344,18 @@ def load_nifti_header(path: PathLike) -> Any:
 
 
 def list_nifti_cases(folder: PathLike) -> list[str]:
-    """Sorted case names (file name without ``.nii.gz``) of the ``*.nii.gz`` files in ``folder``, ignoring partials."""
+    """Sorted case names (file name without ``.nii.gz``) of the ``*.nii.gz`` files in ``folder``; hidden files
+    (``.*``, which include interrupted writes) are skipped. Ids with a control character, or two ids equal under
+    Unicode NFKC normalisation, are a ValueError naming the file(s) (:mod:`nnunet_tcup.case_ids`)."""
+    from nnunet_tcup.case_ids import check_distinct_case_ids
+
     folder = Path(folder)
     if not folder.is_dir():
         raise ValueError(f"{folder}: not a directory")
-    return sorted(
-        p.name[: -len(".nii.gz")]
+    found = {
+        p.name[: -len(".nii.gz")]: p
         for p in folder.iterdir()
-        if p.is_file() and p.name.endswith(".nii.gz") and not is_partial_file(p)
-    )
+        if p.is_file() and p.name.endswith(".nii.gz") and not p.name.startswith(".")
+    }
+    check_distinct_case_ids(dict(sorted(found.items())))
+    return sorted(found)

@@ -368,8 +368,7 @@ def test_stale_staging_is_removed_and_a_running_review_blocks_a_second(reviewed,
         with pytest.raises(ValueError, match="another process is writing a review"):
             run_review(fold_dirs(root), root / "images", out, num_workers=1, progress=False)
     run_review(fold_dirs(root), root / "images", out, num_workers=1, progress=False, zooniverse=False, write_maps=False)
-    assert sorted(p.name for p in out.iterdir()) == [
-        ".review.lock",
+    assert sorted(p.name for p in out.iterdir()) == [  # the lock file is removed at the end
         "lesions.csv",
         "montages",
         "review.csv",

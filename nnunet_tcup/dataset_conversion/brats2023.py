@@ -20,8 +20,13 @@ Output, in ``$nnUNet_raw/Dataset{ID:03d}_BraTS2023_{CH}``:
 
 Safety: every case is fully validated (see :mod:`.validation`) before anything is written; existing outputs are never
 overwritten; each file is written atomically; a per-case manifest (see :mod:`.manifest`) written after a case's files
-lets a re-run skip verified cases and finish interrupted ones. Writing happens under a lock on the dataset folder,
-and the run that holds it deletes every ``.*.partial-*`` file left there by an earlier, killed run.
+lets a re-run skip verified cases and finish interrupted ones.
+
+Concurrency: from its first look at the output (other folders with the id, the target folder, existing outputs) to
+its end, a run holds a lock on the dataset id (:func:`dataset_lock_file`); a second run for that id meanwhile fails
+at once with one line and changes nothing. The run holding the lock deletes every ``.*.partial-*`` file left in the
+folder by an earlier, killed run, and, when it adds cases, the ``dataset.json`` of the earlier complete state
+(written again at its end: a folder without ``dataset.json`` is incomplete), and nothing else.
 """
 
 from __future__ import annotations
@@ -50,12 +55,8 @@ from nnunet_tcup.dataset_conversion.layout import (
     discover_cases,
 )
 from nnunet_tcup.errors import ErrorList
-from nnunet_tcup.io_utils import (
-    exclusive_lock,
-    is_partial_file,
-    remove_stale_partials,
-    write_json_atomic,
-)
+from nnunet_tcup.io_utils import is_partial_file, remove_stale_partials, write_json_atomic
+from nnunet_tcup.locking import exclusive_lock
 from nnunet_tcup.parallel import default_num_workers, parallel_map
 
 MODES: tuple[str, ...] = ("regions", "classes", "labels")
@@ -271,9 +272,10 @@ def convert_brats2023(
     """Convert BraTS case folders (any layout of :mod:`.layout`) into ``raw_dir/Dataset{ID:03d}_BraTS2023_{CH}`` (``raw_dir`` defaults to
     ``$nnUNet_raw``). See the module docstring for the layout.
 
-    Order of work: find cases and check the target folder; check every case in parallel (full validation, no
-    writes); if any case fails, raise one ValueError listing every failing case (file and problem) with nothing
-    written; else write the cases not yet complete (files atomically, manifest last), then ``dataset.json``.
+    Order of work: find the source cases; take the dataset id's lock (see the module docstring) and check the
+    target folder; check every case in parallel (full validation, no writes); if any case fails, raise one
+    ValueError listing every failing case (file and problem) with nothing written; else write the cases not yet
+    complete (files atomically, manifest last), then ``dataset.json``.
     Re-running resumes: verified cases are skipped, missing outputs are written, nothing existing is overwritten.
     """
     challenge, mode, dataset_id = check_challenge(challenge), check_mode(mode), check_dataset_id(dataset_id)
@@ -289,20 +291,6 @@ def convert_brats2023(
     cases, test_cases = train.cases, (test.cases if test is not None else [])
     all_cases = cases + test_cases
     check_unique_case_ids(all_cases)
-    check_target_folder(dataset_dir, dataset_id, challenge, mode, all_cases)
-
-    checks = parallel_map(
-        check_case,
-        [CaseTask(c, dataset_dir, challenge) for c in all_cases],
-        num_workers=workers,
-        desc=f"checking {challenge}",
-        progress=progress,
-        label=lambda task: task.case.case_id,
-    )
-    errors = [str(c.error) for c in checks if c.status == "error"]
-    if errors:
-        raise ErrorList(f"{len(errors)} of {len(checks)} case(s) failed the checks; nothing was written:", errors)
-    todo = [c for c in checks if c.status == "todo"]
     wanted_json = build_dataset_json(
         challenge,
         mode,
@@ -313,7 +301,22 @@ def convert_brats2023(
         layout,
         sum(c.seg is not None for c in test_cases),
     )
-    with exclusive_lock(mf.state_folder(dataset_dir) / "lock", f"dataset {dataset_dir.name}"):
+    # Everything that reads the output (other folders with this id, the target folder, existing outputs) happens
+    # under the lock: a second run for this id meanwhile fails at once, and never sees or changes a half state.
+    with exclusive_lock(dataset_lock_file(root, dataset_id), f"dataset {dataset_dir.name}", remove=True):
+        check_target_folder(dataset_dir, dataset_id, challenge, mode, all_cases)
+        checks = parallel_map(
+            check_case,
+            [CaseTask(c, dataset_dir, challenge) for c in all_cases],
+            num_workers=workers,
+            desc=f"checking {challenge}",
+            progress=progress,
+            label=lambda task: task.case.case_id,
+        )
+        errors = [str(c.error) for c in checks if c.status == "error"]
+        if errors:
+            raise ErrorList(f"{len(errors)} of {len(checks)} case(s) failed the checks; nothing was written:", errors)
+        todo = [c for c in checks if c.status == "todo"]
         # This run owns the folder now: every partial file in it is left over from an earlier, killed run.
         for sub in ("", "imagesTr", "labelsTr", "imagesTs", "labelsTs", mf.STATE_FOLDER, f"{mf.STATE_FOLDER}/cases"):
             remove_stale_partials(dataset_dir / sub)
@@ -329,6 +332,13 @@ def convert_brats2023(
         layout.name,
         notes,
     )
+
+
+def dataset_lock_file(root: Path, dataset_id: int) -> Path:
+    """The lock every ``convert`` for dataset id ``dataset_id`` into ``root`` (nnUNet_raw) holds from its first look
+    at the output to its end: ``root/.DatasetNNN.nnunet_tcup-lock`` (hidden; removed when the run ends). One lock
+    per id, not per folder, because two folders with one id are an error too."""
+    return Path(root) / f".Dataset{check_dataset_id(dataset_id):03d}.nnunet_tcup-lock"
 
 
 def _common_layout(train: Discovery, test: Discovery | None) -> Layout:

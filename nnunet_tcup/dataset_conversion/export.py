@@ -30,15 +30,16 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnunet_tcup.case_ids import id_problem, non_ascii_note, shown
 from nnunet_tcup.challenges import check_challenge
 from nnunet_tcup.dataset_conversion.brats2023 import REGION_LABELS, REGIONS_CLASS_ORDER
 from nnunet_tcup.dataset_conversion.layout import (
     BRATS2021,
     BRATS2023,
-    CASE_ID_PATTERN,
     FILE_ENDING,
-    LEGACY_CASE_ID_PATTERN,
     SOURCE_ENDINGS,
+    brats2023_challenge,
+    is_legacy_case_id,
 )
 from nnunet_tcup.errors import ErrorList, one_line
 from nnunet_tcup.io_utils import atomic_output, is_partial_file, list_nifti_cases
@@ -85,7 +86,7 @@ def _reference_candidates(source: Path, case_id: str) -> list[Path]:
             source / "imagesTs" / f"{case_id}_0000{ending}",
             source / "imagesTr" / f"{case_id}_0000{ending}",
         ]
-    layout = BRATS2021 if LEGACY_CASE_ID_PATTERN.match(case_id) else BRATS2023
+    layout = BRATS2021 if is_legacy_case_id(case_id) else BRATS2023
     candidates += [
         source / case_id / f"{case_id}{layout.separator}{layout.modality_names[0]}{e}" for e in SOURCE_ENDINGS
     ]
@@ -121,7 +122,7 @@ def source_case_ids(source: Path, references: Sequence[Path]) -> list[str]:
 
 def is_case_folder(path: Path) -> bool:
     """True for a folder named like a BraTS 2023 or 2021/2020 case."""
-    return path.is_dir() and bool(CASE_ID_PATTERN.match(path.name) or LEGACY_CASE_ID_PATTERN.match(path.name))
+    return path.is_dir() and (brats2023_challenge(path.name) is not None or is_legacy_case_id(path.name))
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,7 @@ def _submission_image(task: ExportTask):
         )
         reference = load_nifti_header(task.reference)
     labels = np.rint(data).astype(np.uint8)
-    if LEGACY_CASE_ID_PATTERN.match(task.case_id):
+    if is_legacy_case_id(task.case_id):
         labels[labels == 3] = 4  # BraTS 2021/2020 labelling: ET = 4
     header = reference.header.copy()
     header["cal_min"], header["cal_max"] = 0, 0
@@ -309,10 +310,14 @@ def export_predictions(
 
 def _check_case_name(path: Path, case_id: str, challenge: str) -> None:
     """ValueError unless ``case_id`` is a BraTS 2023 case of ``challenge`` or (GLI only) a BraTS 2021/2020 case."""
-    if LEGACY_CASE_ID_PATTERN.match(case_id) and challenge == "GLI":
+    if is_legacy_case_id(case_id) and challenge == "GLI":
         return
-    match = CASE_ID_PATTERN.match(case_id)
-    if match is None:
-        raise ValueError(f"{path}: not a BraTS case name (expected BraTS-{challenge}-NNNNN-NNN{FILE_ENDING})")
-    if match.group("challenge") != challenge:
-        raise ValueError(f"{path}: case of challenge {match.group('challenge')}, but --challenge is {challenge}")
+    found = brats2023_challenge(case_id)
+    if found is None:
+        problem = id_problem(case_id)
+        raise ValueError(
+            f"{shown(path)}: not a BraTS case name (expected BraTS-{challenge}-NNNNN-NNN{FILE_ENDING})"
+            + (f"; {problem}" if problem else non_ascii_note(case_id))
+        )
+    if found != challenge:
+        raise ValueError(f"{path}: case of challenge {found}, but --challenge is {challenge}")

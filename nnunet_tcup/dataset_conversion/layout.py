@@ -21,15 +21,31 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from nnunet_tcup.case_ids import id_problem, non_ascii_note, shown
 from nnunet_tcup.challenges import MODALITIES, check_challenge
 
 FILE_ENDING = ".nii.gz"
 SOURCE_ENDINGS: tuple[str, ...] = (".nii.gz", ".nii")
 SEG_NAME = "seg"
-CASE_ID_PATTERN = re.compile(r"^BraTS-(?P<challenge>[A-Z]+)-\d{5}-\d{3}$")
-LEGACY_CASE_ID_PATTERN = re.compile(r"^BraTS(?:2021|20)_(?:(?:Training|Validation)_)?\d+$")
+#: BraTS 2023 case id; ASCII only (``re.ASCII``, ``[0-9]``) and anchored with ``\Z`` (``$`` would also match before
+#: a final newline): use :func:`brats2023_challenge` / :func:`is_legacy_case_id`, which match the whole name.
+CASE_ID_PATTERN = re.compile(r"\ABraTS-(?P<challenge>[A-Z]+)-[0-9]{5}-[0-9]{3}\Z", re.ASCII)
+#: BraTS 2021/2020 case id (``BraTS2021_00001``, ``BraTS20_Training_001``); ASCII only, whole name.
+LEGACY_CASE_ID_PATTERN = re.compile(r"\ABraTS(?:2021|20)_(?:(?:Training|Validation)_)?[0-9]+\Z", re.ASCII)
 JUNK_NAMES = frozenset({"__MACOSX", ".DS_Store", "Thumbs.db", "desktop.ini"})
 SPLIT_FOLDERS: dict[str, tuple[str, str]] = {"train": ("imagesTr", "labelsTr"), "test": ("imagesTs", "labelsTs")}
+
+
+def brats2023_challenge(name: str) -> str | None:
+    """The challenge (``GLI``, ...) of a BraTS 2023 case id such as ``BraTS-GLI-00001-000`` (the whole name, ASCII
+    only), else None."""
+    match = CASE_ID_PATTERN.fullmatch(name)
+    return None if match is None else match.group("challenge")
+
+
+def is_legacy_case_id(name: str) -> bool:
+    """True for a whole BraTS 2021/2020 case id (``BraTS2021_00001``, ``BraTS20_Training_001``; ASCII only)."""
+    return LEGACY_CASE_ID_PATTERN.fullmatch(name) is not None
 
 
 @dataclass(frozen=True)
@@ -125,18 +141,20 @@ def find_case_file(folder: Path, case_id: str, layout: Layout, name: str) -> Pat
 
 def _case_layout(entry: Path, challenge: str) -> Layout:
     """The layout of case folder ``entry`` (by its name); ValueError naming it when it is no case folder."""
-    match = CASE_ID_PATTERN.match(entry.name)
-    if match is not None:
-        if match.group("challenge") != challenge:
-            raise ValueError(f"{entry}: case of challenge {match.group('challenge')}, but --challenge is {challenge}")
+    found = brats2023_challenge(entry.name)
+    if found is not None:
+        if found != challenge:
+            raise ValueError(f"{entry}: case of challenge {found}, but --challenge is {challenge}")
         return BRATS2023
-    if LEGACY_CASE_ID_PATTERN.match(entry.name):
+    if is_legacy_case_id(entry.name):
         if challenge != "GLI":
             raise ValueError(f"{entry}: a BraTS 2021/2020 case (adult glioma); convert it with --challenge GLI")
         return BRATS2021
+    problem = id_problem(entry.name)
     raise ValueError(
-        f"{entry}: not a BraTS case folder (expected a name like BraTS-{challenge}-00001-000, or "
+        f"{shown(entry)}: not a BraTS case folder (expected a name like BraTS-{challenge}-00001-000, or "
         f"BraTS2021_00001 / BraTS20_Training_001 for BraTS 2021/2020 data)"
+        + (f"; {problem}" if problem else non_ascii_note(entry.name))
     )
 
 

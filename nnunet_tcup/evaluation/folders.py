@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Union
 
 import pandas as pd
 
+from nnunet_tcup.csv_cells import safe_frame
 from nnunet_tcup.evaluation.inputs import case_jobs, check_job_geometry, read_case_pair
 from nnunet_tcup.evaluation.lesionwise import METRIC_COLUMNS, REGION_NAMES, CaseEvaluation, evaluate_case
 from nnunet_tcup.evaluation.validation import resolve_parameters
@@ -157,7 +158,8 @@ def write_results(
 ) -> dict[str, Path]:
     """Write the results table, its summary (computed if not given), the lesion table (if given) and a figure
     (``(matplotlib figure, PNG path)``, if given), all or nothing: every file is first written completely to a
-    temporary sibling, and only then are all moved into place. Returns the paths written."""
+    temporary sibling, and only then are all moved into place. Text cells that a spreadsheet would read as a formula
+    get a leading ``'`` (:mod:`nnunet_tcup.csv_cells`). Returns the paths written."""
     paths = output_paths(results_csv)
     summary = summarize(table) if summary is None else summary
     tables = {"results": table, "summary": summary}
@@ -166,7 +168,7 @@ def write_results(
     written = {key: paths[key] for key in tables}
     with contextlib.ExitStack() as stack:  # a failure anywhere inside removes every temporary file, moves none
         for key, frame in tables.items():
-            frame.to_csv(stack.enter_context(atomic_output(paths[key])), index=False)
+            safe_frame(frame).to_csv(stack.enter_context(atomic_output(paths[key])), index=False)
         if figure is not None:
             fig, png = figure
             fig.savefig(stack.enter_context(atomic_output(png)), dpi=150, format="png")

@@ -28,15 +28,16 @@ from typing import Union
 
 import numpy as np
 
+from nnunet_tcup.case_ids import check_distinct_case_ids
 from nnunet_tcup.dataset_conversion.layout import (
     BRATS2021,
     BRATS2023,
     JUNK_NAMES,
     LAYOUTS,
-    LEGACY_CASE_ID_PATTERN,
     SEG_NAME,
     SOURCE_ENDINGS,
     Layout,
+    is_legacy_case_id,
 )
 from nnunet_tcup.evaluation.validation import check_labels
 from nnunet_tcup.io_utils import ImageGeometry, check_same_geometry, is_partial_file, read_geometry, read_image_zyx
@@ -96,7 +97,8 @@ def _seg_file_of_case_folder(folder: Path) -> Path | None:
 def find_label_files(folder: PathLike, role: str, skipped: list[str] | None = None) -> dict[str, Path]:
     """``{case id: label file}`` of a flat folder of label files and/or a BraTS case-folder tree (sorted by id).
 
-    ``role`` ('ground-truth', 'prediction') words the errors: a missing folder, two files for one case id, a
+    ``role`` ('ground-truth', 'prediction') words the errors: a missing folder, two files for one case id (or two
+    ids equal under Unicode NFKC normalisation, or an id with a control character: :mod:`nnunet_tcup.case_ids`), a
     folder with no label file at all. The names of the entries skipped (see the module docstring; folders end in
     ``/``) are appended to ``skipped`` when given.
     """
@@ -129,6 +131,7 @@ def find_label_files(folder: PathLike, role: str, skipped: list[str] | None = No
             add(case, entry)
     if skipped is not None:
         skipped += ignored
+    check_distinct_case_ids(found)
     if not found:
         note = f"; skipped {_examples(ignored)}" if ignored else ""
         raise ValueError(
@@ -190,7 +193,7 @@ def label_layout_of(path: PathLike) -> Layout:
     """The labelling of a label file, by its case id: ``BRATS2021`` (ET = 4, read as 3) for a BraTS 2021/2020 case id
     such as ``BraTS2021_00001`` (``convert``'s detection), else ``BRATS2023``."""
     case = case_id_of(Path(path).name)
-    return BRATS2021 if case is not None and LEGACY_CASE_ID_PATTERN.match(case) else BRATS2023
+    return BRATS2021 if case is not None and is_legacy_case_id(case) else BRATS2023
 
 
 def _to_2023_labels(array: np.ndarray, path: PathLike) -> np.ndarray:

@@ -7,6 +7,10 @@ the output folder with the input's geometry (spacing, origin, direction) and pix
 All or nothing: every case is filtered into a hidden partial file next to its target first; only when every case
 has succeeded are the partial files renamed into place. On any failure the partial files are removed (and the
 output folder too if this call created it), so a failed run leaves no outputs.
+
+One run at a time per output folder: a run takes the folder's lock before it looks at anything in it; a second run
+into the same folder meanwhile fails at once with one line (``... another process is writing post-processed
+predictions right now``) and touches nothing; only the run holding the lock removes partial files there.
 """
 
 from __future__ import annotations
@@ -19,7 +23,10 @@ import numpy as np
 
 from nnunet_tcup.postprocessing.lesion_filter import FilterParameters
 
-__all__ = ["apply_to_folder", "describe", "filter_array_file", "filter_file"]
+__all__ = ["LOCK_NAME", "apply_to_folder", "describe", "filter_array_file", "filter_file"]
+
+#: Lock file held in the output folder while a run writes there (removed at its end).
+LOCK_NAME = ".postprocess-apply.lock"
 
 
 def filter_array_file(source: Path, params: FilterParameters) -> tuple[np.ndarray, object]:
@@ -84,43 +91,44 @@ def apply_to_folder(
     output. Other files (plans.json, ...) are not copied. ``num_workers`` processes (see nnunet_tcup.parallel).
     """
     from nnunet_tcup.io_utils import list_nifti_cases, remove_stale_partials
+    from nnunet_tcup.locking import locked_folder
     from nnunet_tcup.parallel import parallel_map
 
     input_folder, output_folder = Path(input_folder), Path(output_folder)
+    if output_folder.resolve() == input_folder.resolve():
+        raise ValueError(f"{output_folder}: output folder must differ from the input folder")
     names = list_nifti_cases(input_folder)
     if not names:
         raise ValueError(f"{input_folder}: no prediction files (*.nii.gz) found")
-    if output_folder.exists() and output_folder.resolve() == input_folder.resolve():
-        raise ValueError(f"{output_folder}: output folder must differ from the input folder")
-    if output_folder.exists() and not output_folder.is_dir():
-        raise ValueError(f"{output_folder}: exists and is not a folder")
     targets = [output_folder / f"{n}.nii.gz" for n in names]
-    existing = [t for t in targets if t.exists()]
-    if existing and not overwrite:
-        raise FileExistsError(
-            f"{output_folder}: {len(existing)} output file(s) exist already (e.g. "
-            f"{existing[0].name}); use --overwrite or another output folder"
-        )
-    created = not output_folder.exists()
-    output_folder.mkdir(parents=True, exist_ok=True)
-    remove_stale_partials(output_folder)
-    token = str(os.getpid())
-    staged = [_staged_path(t, token) for t in targets]
-    jobs = [(input_folder / f"{n}.nii.gz", s, params) for n, s in zip(names, staged)]
-    try:
-        parallel_map(
-            _stage_job, jobs, num_workers=num_workers, desc="filtering", progress=progress, label=lambda j: str(j[0])
-        )
-        for s, t in zip(staged, targets):
-            os.replace(s, t)
-    except BaseException:
-        for s in staged:
-            with contextlib.suppress(FileNotFoundError):
-                s.unlink()
-        if created:
-            with contextlib.suppress(OSError):
-                output_folder.rmdir()
-        raise
+    # Everything in the output folder is looked at under its lock: a second run into it meanwhile fails at once.
+    with locked_folder(output_folder, LOCK_NAME, "post-processed predictions"):
+        existing = [t for t in targets if t.exists()]
+        if existing and not overwrite:
+            raise FileExistsError(
+                f"{output_folder}: {len(existing)} output file(s) exist already (e.g. "
+                f"{existing[0].name}); use --overwrite or another output folder"
+            )
+        remove_stale_partials(output_folder)  # ours alone while the lock is held: left by a killed run
+        token = str(os.getpid())
+        staged = [_staged_path(t, token) for t in targets]
+        jobs = [(input_folder / f"{n}.nii.gz", s, params) for n, s in zip(names, staged)]
+        try:
+            parallel_map(
+                _stage_job,
+                jobs,
+                num_workers=num_workers,
+                desc="filtering",
+                progress=progress,
+                label=lambda j: str(j[0]),
+            )
+            for s, t in zip(staged, targets):
+                os.replace(s, t)
+        except BaseException:
+            for s in staged:
+                with contextlib.suppress(FileNotFoundError):
+                    s.unlink()
+            raise
     return targets
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from nnunet_tcup.challenges import EVALUATION_PARAMETERS
+from nnunet_tcup.csv_cells import cell_safe_file_name
 from nnunet_tcup.io_utils import ImageGeometry, atomic_output, check_same_geometry, read_image_zyx
 from nnunet_tcup.review.figures import draw_montage, draw_subject
 from nnunet_tcup.review.inputs import OutputKind, load_probabilities
@@ -212,7 +213,9 @@ def review_case(job: CaseJob) -> CaseResult:
     subjects = []
     if job.zooniverse:
         for z in slices:
-            png = draw_subject(images, consensus, z, job.out_dir / "zooniverse" / f"{job.case}_z{z:03d}.png")
+            png = draw_subject(
+                images, consensus, z, job.out_dir / "zooniverse" / cell_safe_file_name(f"{job.case}_z{z:03d}.png")
+            )
             subjects.append((z, png.relative_to(job.out_dir / "zooniverse").as_posix()))
     return CaseResult(
         job.case,

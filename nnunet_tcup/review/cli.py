@@ -29,7 +29,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model",
         metavar="RESULTS_DIR",
         help="nnU-Net results folder TRAINER__PLANS__CONFIGURATION: predict each fold of -f first "
-        "(into OUT/predictions/fold_K; resumable)",
+        "(into OUT/predictions/fold_K; resumable). Its checkpoints are pickles (nnU-Net loads them with "
+        "torch.load(weights_only=False)): loading one runs any code it holds, so use only models you trust",
     )
     p.add_argument(
         "-f",

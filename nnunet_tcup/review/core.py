@@ -3,7 +3,8 @@ folder (``review.csv``, ``lesions.csv``, ``review.html``, ``maps/``, ``montages/
 
 Nothing is lost: every product is built in a hidden staging folder inside the output folder and moved into place
 only when all cases succeeded (``review.csv`` last); an existing review is replaced only with ``overwrite``; other
-files in the output folder are never touched. A second review writing the same folder at the same time is refused.
+files in the output folder are never touched. A review takes the output folder's lock before it looks at anything
+there; a second review writing the same folder at the same time is refused and removes nothing.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_tcup.challenges import check_challenge
-from nnunet_tcup.io_utils import exclusive_lock
+from nnunet_tcup.locking import locked_folder
 from nnunet_tcup.parallel import parallel_map
 from nnunet_tcup.review.case import CaseJob, CaseResult, review_case
 from nnunet_tcup.review.inputs import image_paths, list_cases, output_kind
@@ -165,10 +166,10 @@ def run_review(
         raise ValueError(f"num_slices must be >= 1, got {num_slices}")
     fold_paths = [Path(f) for f in fold_dirs]
     output_dir = Path(output_dir)
-    check_output_dir(output_dir, overwrite)
-    created = not output_dir.exists()
-    output_dir.mkdir(parents=True, exist_ok=True)
-    try:
+    # the folder's lock comes first: a second review into it meanwhile fails at once and removes nothing; a folder
+    # this call created is removed again after a failure (it then holds nothing: staging is removed first)
+    with locked_folder(output_dir, LOCK_NAME, "a review"):
+        check_output_dir(output_dir, overwrite)
         return _review_locked(
             fold_paths,
             Path(images_dir),
@@ -183,10 +184,6 @@ def run_review(
             num_workers,
             progress,
         )
-    except BaseException:
-        if created:  # a folder this call created holds nothing of value after a failure
-            shutil.rmtree(output_dir, ignore_errors=True)
-        raise
 
 
 def _review_locked(
@@ -203,37 +200,38 @@ def _review_locked(
     num_workers: int | None,
     progress: bool,
 ) -> ReviewResult:
-    with exclusive_lock(output_dir / LOCK_NAME, "a review"):
-        _clean_stale_staging(output_dir)
-        staging = output_dir / f"{STAGING_PREFIX}{os.getpid()}"
-        try:
-            jobs = build_jobs(
-                fold_paths,
-                Path(images_dir),
-                staging,
-                challenge,
-                None if gt_dir is None else Path(gt_dir),
-                None if dataset_json is None else Path(dataset_json),
-                num_slices,
-                write_maps,
-                zooniverse,
-            )
-            results = parallel_map(
-                review_case, jobs, num_workers=num_workers, desc="review", progress=progress, label=lambda j: j.case
-            )
-            ranked = rank_cases(results)
-            rows = write_review_csv(ranked, staging / "review.csv")
-            write_lesions_csv(ranked, staging / "lesions.csv")
-            if zooniverse:
-                write_manifest(ranked, staging / "zooniverse" / "manifest.csv")
-            notes = (
-                f"{len(ranked)} cases, {len(fold_paths)} folds ({', '.join(p.name for p in fold_paths)}), "
-                f"challenge {challenge}. Doubt score = mean over WT/TC/ET of the disputed share: the share of "
-                f"the volume any fold labels that not every fold labels; most doubtful first."
-            )
-            write_html(rows, staging / "review.html", "Review: cases to check first", notes, maps=write_maps)
-            check_output_dir(output_dir, overwrite)
-            _publish(staging, output_dir)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
+    """The review itself, in a staging folder published at the end; called by :func:`run_review` holding the
+    output folder's lock."""
+    _clean_stale_staging(output_dir)
+    staging = output_dir / f"{STAGING_PREFIX}{os.getpid()}"
+    try:
+        jobs = build_jobs(
+            fold_paths,
+            Path(images_dir),
+            staging,
+            challenge,
+            None if gt_dir is None else Path(gt_dir),
+            None if dataset_json is None else Path(dataset_json),
+            num_slices,
+            write_maps,
+            zooniverse,
+        )
+        results = parallel_map(
+            review_case, jobs, num_workers=num_workers, desc="review", progress=progress, label=lambda j: j.case
+        )
+        ranked = rank_cases(results)
+        rows = write_review_csv(ranked, staging / "review.csv")
+        write_lesions_csv(ranked, staging / "lesions.csv")
+        if zooniverse:
+            write_manifest(ranked, staging / "zooniverse" / "manifest.csv")
+        notes = (
+            f"{len(ranked)} cases, {len(fold_paths)} folds ({', '.join(p.name for p in fold_paths)}), "
+            f"challenge {challenge}. Doubt score = mean over WT/TC/ET of the disputed share: the share of "
+            f"the volume any fold labels that not every fold labels; most doubtful first."
+        )
+        write_html(rows, staging / "review.html", "Review: cases to check first", notes, maps=write_maps)
+        check_output_dir(output_dir, overwrite)
+        _publish(staging, output_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     return ReviewResult(output_dir, rows, ranked)

@@ -124,7 +124,8 @@ def draw_montage(
         ax.text(-3, i * (panel_h + PAD) + panel_h / 2, f"z = {z}", ha="right", va="center", rotation=90, fontsize=9)
     handles = [Patch(color=c, label=LABEL_NAMES[v]) for v, c in LABEL_COLOURS.items()]
     fig.legend(handles=handles, loc="lower center", ncol=3, fontsize=8, frameon=False)
-    fig.suptitle(f"{case}" + (f"  {caption}" if caption else ""), fontsize=10)
+    # the case id is shown as it is: no mathtext ($...$ in a file name is text, not a formula to parse)
+    fig.suptitle(f"{case}" + (f"  {caption}" if caption else ""), fontsize=10, parse_math=False)
     with atomic_output(out_png) as tmp:
         fig.savefig(tmp, dpi=80, format="png")
     return out_png

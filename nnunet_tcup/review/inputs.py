@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
+from nnunet_tcup.case_ids import check_distinct_case_ids
 from nnunet_tcup.challenges import MODALITIES
-from nnunet_tcup.io_utils import is_partial_file
 from nnunet_tcup.review.uncertainty import REGION_LABELS, REGION_NAMES, labels_to_region_probabilities
 
 
@@ -66,12 +66,16 @@ def output_kind(dataset_json: Path) -> OutputKind:
 
 def list_cases(fold_dirs: Sequence[Path]) -> list[str]:
     """Case ids (``CASE.npz`` files) common to all fold folders, sorted; ValueError naming the folder that lacks a
-    case another fold has, or a folder without probabilities."""
+    case another fold has, or a folder without probabilities. Hidden files (``.*.npz``, ``..npz``, interrupted
+    writes) are never cases; ids with a control character or equal under Unicode NFKC normalisation are refused
+    (:mod:`nnunet_tcup.case_ids`)."""
     per_fold = []
     for folder in fold_dirs:
         if not Path(folder).is_dir():
             raise ValueError(f"{folder}: fold prediction folder not found")
-        cases = {p.name[: -len(".npz")] for p in Path(folder).glob("*.npz") if not is_partial_file(p)}
+        files = {p.name[: -len(".npz")]: p for p in sorted(Path(folder).glob("*.npz")) if not p.name.startswith(".")}
+        check_distinct_case_ids(files)
+        cases = set(files)
         if not cases:
             raise ValueError(f"{folder}: no CASE.npz probabilities (run nnUNetv2_predict with --save_probabilities)")
         per_fold.append(cases)

@@ -9,6 +9,7 @@ import html
 from collections.abc import Sequence
 from pathlib import Path
 
+from nnunet_tcup.csv_cells import safe_rows
 from nnunet_tcup.io_utils import atomic_output
 from nnunet_tcup.review.case import CaseResult
 from nnunet_tcup.review.uncertainty import REGION_NAMES
@@ -46,12 +47,13 @@ def review_row(rank: int, r: CaseResult) -> dict[str, object]:
 
 
 def _write_csv(rows: Sequence[dict[str, object]], path: Path, columns: Sequence[str] | None = None) -> Path:
+    """Write ``rows`` atomically, text cells that a spreadsheet would read as a formula quoted (:mod:`nnunet_tcup.csv_cells`)."""
     columns = list(columns if columns is not None else (rows[0].keys() if rows else []))
     with atomic_output(path) as tmp:
         with open(tmp, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=columns)
             writer.writeheader()
-            writer.writerows(rows)
+            writer.writerows(safe_rows(rows))
     return path
 
 
@@ -175,6 +177,14 @@ def _scores_table(row: dict[str, object]) -> str:
     return f'<table class="scores"><tr><th></th>{head}</tr>{"".join(body)}</table>'
 
 
+def _url(relative_path: str) -> str:
+    """A relative file path as an ``href`` / ``src`` value: every character but letters, digits, ``/`` and
+    ``-._~`` percent-encoded (``#``, ``?``, ``%``, ``$``, ``\\``, spaces, non-ASCII), then HTML-escaped."""
+    from urllib.parse import quote
+
+    return html.escape(quote(relative_path, safe="/"), quote=True)
+
+
 def write_html(rows: Sequence[dict[str, object]], path: Path, title: str, notes: str = "", maps: bool = True) -> Path:
     """``review.html``: a static page (no script, no network) listing the cases in rank order with their scores
     and montages (linked by relative paths, so the folder can be moved or zipped)."""
@@ -186,12 +196,12 @@ def write_html(rows: Sequence[dict[str, object]], path: Path, title: str, notes:
         parts.append(f"<p>{html.escape(notes)}</p>")
     parts.append("<table class='cases'><tr><th>rank</th><th>case and scores</th><th>most doubtful slices</th></tr>")
     for row in rows:
-        case = html.escape(str(row["case"]))
-        montage = html.escape(str(row["montage"]), quote=True)
+        case = html.escape(str(row["case"]), quote=True)
+        montage, maps_url = _url(str(row["montage"])), _url(f"maps/{row['case']}/")
         parts.append(
             f"<tr id='{case}'><td class='rank'>{row['rank']}</td><td><b>{case}</b><br>doubt score "
             f"<span class='score'>{float(str(row['score'])):.3f}</span><br>slices z = {html.escape(str(row['slices']))}"
-            + (f"<br>NIfTI maps: <a href='maps/{case}/'>maps/{case}/</a>" if maps else "")
+            + (f"<br>NIfTI maps: <a href='{maps_url}'>maps/{case}/</a>" if maps else "")
             + f"{_scores_table(row)}</td>"
             f"<td><a href='{montage}'><img src='{montage}' alt='{case} montage' loading='eager'></a></td></tr>"
         )

@@ -25,7 +25,7 @@ from nnunet_tcup.synthetic.anatomy import resolve_anatomy_source
 from nnunet_tcup.synthetic.brats_like import REFERENCE_SHAPE, SyntheticCase, case_seed, check_shape, synthesize_case
 
 PathLike = Union[str, "os.PathLike[str]"]
-CASE_ID_PATTERN = re.compile(r"^BraTS-(GLI|MEN|PED|SSA)-\d{5}-\d{3}$")
+CASE_ID_PATTERN = re.compile(r"BraTS-(GLI|MEN|PED|SSA)-[0-9]{5}-[0-9]{3}", re.ASCII)
 MAX_INDEX = 99999
 
 
@@ -73,7 +73,7 @@ def write_case(case: SyntheticCase, out_dir: PathLike, case_id: str) -> Path:
     ``case_id`` must look like ``BraTS-GLI-00001-000``. Existing identical files are kept; a file with other
     content raises FileExistsError naming it, before anything of this case is written.
     """
-    if not CASE_ID_PATTERN.match(case_id):
+    if not CASE_ID_PATTERN.fullmatch(case_id):
         raise ValueError(f"case id {case_id!r} must look like BraTS-GLI-00001-000 (challenge GLI/MEN/PED/SSA)")
     for name in MODALITIES:
         if name not in case.images:
