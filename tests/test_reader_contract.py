@@ -186,14 +186,26 @@ def test_big_endian_files_are_read_and_nifti2_and_pairs_are_refused(tmp_path):
 
 
 # --------------------------------------------------------------------------------- memory of the real commands
+# The command is started by a small launcher process that measures it: Linux records the old address space's
+# peak at exec time, so a command started straight from this (large) pytest process would report pytest's peak.
+_LAUNCHER = (
+    "import os, subprocess, sys; p = subprocess.Popen(sys.argv[2:]); _, s, u = os.wait4(p.pid, 0); "
+    "open(sys.argv[1], 'w').write(str(u.ru_maxrss)); sys.exit(os.waitstatus_to_exitcode(s))"
+)
+
+
 def _peak_run(argv: list[str], env: dict[str, str]) -> tuple[int, str, float]:
     """Run ``argv``; return ``(exit code, stderr, peak resident memory in MB of the process and its children)``."""
-    with tempfile.TemporaryFile() as err:
-        proc = subprocess.Popen(argv, env=env, stdout=subprocess.DEVNULL, stderr=err)
-        _, status, usage = os.wait4(proc.pid, 0)
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        err.seek(0)
-        return proc.returncode, err.read().decode(), usage.ru_maxrss / 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak"
+        proc = subprocess.run(
+            [sys.executable, "-c", _LAUNCHER, str(peak_file), *argv],
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        return proc.returncode, proc.stderr, int(peak_file.read_text()) / 1024
 
 
 _PATCHED_CLI = (
