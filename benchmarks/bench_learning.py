@@ -20,18 +20,18 @@ poly schedule spans exactly these epochs) or ``cpu`` (``--cpu-minutes`` of *proc
 process, counted from its first epoch: wall time is meaningless on a shared machine; the stock trainer's poly horizon
 is re-estimated after every epoch so its rate reaches 0 when the budget runs out).
 
-Resumable: each finished run writes ``WORKDIR/runs/<budget>/<setting>/seed<N>/result.json`` (atomically); a re-run skips
-it, so the ablation can be completed in pieces and extended with more seeds; several invocations can share a workdir
+Resumable: each finished run writes ``WORK_DIR/runs/<budget>/<setting>/seed<N>/result.json`` (atomically); a re-run skips
+it, so the ablation can be completed in pieces and extended with more seeds; several invocations can share a work dir
 (a run in progress is locked by its process id). ``--report`` only prints the table (mean
-and standard deviation across seeds per setting and region) and writes ``WORKDIR/ablation.md`` and ``ablation.png``.
+and standard deviation across seeds per setting and region) and writes ``WORK_DIR/ablation.md`` and ``ablation.png``.
 The seed sets the training randomness (``torch``/``numpy``/``random``; data augmentation included); the synthetic data
 (``--data-seed``) is the same for every run so that settings are compared on the same cases.
 
 Usage::
 
-    python benchmarks/bench_learning.py --workdir ablation_work --seeds 0 --jobs 2
-    python benchmarks/bench_learning.py --workdir ablation_work --settings nnunet_regions tcup_classes --seeds 1 2
-    python benchmarks/bench_learning.py --workdir ablation_work --report
+    python benchmarks/bench_learning.py --work-dir ablation_work --seeds 0 --jobs 2
+    python benchmarks/bench_learning.py --work-dir ablation_work --settings nnunet_regions tcup_classes --seeds 1 2
+    python benchmarks/bench_learning.py --work-dir ablation_work --report
     python benchmarks/bench_learning.py --step-timing
 """
 
@@ -203,7 +203,7 @@ def base_env(work: Path) -> dict[str, str]:
 
 
 def prepare(work: Path, args: argparse.Namespace) -> dict[str, str]:
-    """Synthetic data, both raw datasets (regions, classes), plans with the benchmark patch/batch; once per workdir."""
+    """Synthetic data, both raw datasets (regions, classes), plans with the benchmark patch/batch; once per work dir."""
     env = base_env(work)
     trainers = work / "bench_trainers"
     trainers.mkdir(parents=True, exist_ok=True)
@@ -220,7 +220,7 @@ def prepare(work: Path, args: argparse.Namespace) -> dict[str, str]:
         if recorded != wanted:
             raise SystemExit(
                 f"bench_learning: error: {work} holds data made with {recorded}, not {wanted}; "
-                f"use another --workdir or the same data options"
+                f"use another --work-dir or the same data options"
             )
         set_patch_and_batch(work, args)
         return env
@@ -598,11 +598,13 @@ def run_all(work: Path, args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
-        "--workdir",
+        "--work-dir",
         type=Path,
-        default=Path("/tmp/nnunet_tcup_bench_learning"),
-        help="folder for data, models, predictions and results (re-used: finished runs are skipped)",
+        default=Path("bench_learning_work"),
+        help="folder for data, models, predictions and results (re-used: finished runs are skipped; "
+        "default: ./bench_learning_work)",
     )
+    parser.add_argument("--workdir", dest="work_dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument(
         "--settings",
         nargs="+",
@@ -657,10 +659,10 @@ def main(argv: list[str] | None = None) -> int:
         step_timing(args.reps)
         return 0
     if args.report:
-        print(report(args.workdir))
+        print(report(args.work_dir))
         return 0
-    args.workdir.mkdir(parents=True, exist_ok=True)
-    run_all(args.workdir, args)
+    args.work_dir.mkdir(parents=True, exist_ok=True)
+    run_all(args.work_dir, args)
     return 0
 
 
