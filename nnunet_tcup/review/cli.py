@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model run the predictions), measure where the folds disagree, and write OUT/review.csv (cases ranked "
         "most doubtful first), OUT/lesions.csv, OUT/review.html (static page), OUT/maps/CASE/*.nii.gz "
         "(uncertainty maps on the image grid), OUT/montages/CASE.png and OUT/zooniverse/ (one PNG per case and "
-        "doubtful slice plus manifest.csv for Zooniverse's subject uploader). Definitions: see the README.",
+        "doubtful slice plus manifest.csv for Zooniverse's subject uploader). Definitions: docs/review.md.",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
