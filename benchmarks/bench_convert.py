@@ -5,7 +5,7 @@ N workers into fresh nnU-Net raw folders (repeated, alternating the order, best 
 finished dataset (every case verified and skipped). Prints cases/s and the ratio N workers / 1 worker.
 
     python benchmarks/bench_convert.py                      # 8 full-size GLI cases, N = CPU count (max 8)
-    python benchmarks/bench_convert.py --cases 4 --shape 96 96 64 --workers 2 --repeats 3
+    python benchmarks/bench_convert.py --cases 4 --shape 96 96 64 --num-workers 2 --repeats 3
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ def time_conversion(train: Path, raw: Path, challenge: str, dataset_id: int, wor
     return elapsed, cpu_seconds() - cpu
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=8, help="number of synthetic training cases (default 8)")
     parser.add_argument(
@@ -51,19 +51,25 @@ def main() -> None:
         help="volume shape in voxels (default 240 240 155, the BraTS size)",
     )
     parser.add_argument(
-        "--workers",
+        "--num-workers",
         type=int,
         default=default_num_workers(),
         help=f"N, the parallel worker count compared with 1 (default {default_num_workers()})",
     )
+    parser.add_argument("--workers", dest="num_workers", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument("--repeats", type=int, default=2, help="timed conversions per setting; best kept (default 2)")
     parser.add_argument("--challenge", default="GLI", help="challenge of the synthetic cases (default GLI)")
     parser.add_argument(
-        "--workdir", default=None, help="folder for data and outputs (default: a temporary folder, removed afterwards)"
+        "--work-dir", default=None, help="folder for data and outputs (default: a temporary folder, removed afterwards)"
     )
-    args = parser.parse_args()
+    parser.add_argument("--workdir", dest="work_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
+    return parser.parse_args(argv)
 
-    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="bench_convert_"))
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="bench_convert_"))
     try:
         train, raw = work / "train", work / "raw"
         raw.mkdir(parents=True, exist_ok=True)
@@ -75,7 +81,7 @@ def main() -> None:
                 args.cases,
                 seed=0,
                 shape=tuple(args.shape),
-                num_workers=args.workers,
+                num_workers=args.num_workers,
                 progress=False,
             )
         print(
@@ -88,20 +94,20 @@ def main() -> None:
             f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}"
         )
 
-        times: dict[int, list[tuple[float, float]]] = {1: [], args.workers: []}
+        times: dict[int, list[tuple[float, float]]] = {1: [], args.num_workers: []}
         for r in range(args.repeats):
-            order = (1, args.workers) if r % 2 == 0 else (args.workers, 1)
+            order = (1, args.num_workers) if r % 2 == 0 else (args.num_workers, 1)
             for workers in order:
                 times[workers].append(time_conversion(train, raw, args.challenge, 900 + workers, workers))
         start = time.perf_counter()
         summary = convert_brats2023(
-            args.challenge, 900 + args.workers, train, num_workers=args.workers, raw_dir=raw, progress=False
+            args.challenge, 900 + args.num_workers, train, num_workers=args.num_workers, raw_dir=raw, progress=False
         )
         verify_time = time.perf_counter() - start
         assert len(summary.skipped) == args.cases and not summary.converted
 
         print(f"{'run':<34}{'best s':>9}{'all s':>20}{'cases/s':>10}{'CPU s':>8}{'CPU/wall':>10}")
-        for workers in (1, args.workers):
+        for workers in (1, args.num_workers):
             wall, cpu = min(times[workers])
             all_times = ", ".join(f"{t:.2f}" for t, _ in times[workers])
             print(
@@ -109,17 +115,17 @@ def main() -> None:
                 f"{cpu:8.2f}{cpu / wall:10.2f}"
             )
         print(
-            f"{f're-run (verify+skip), {args.workers} worker(s)':<34}{verify_time:9.2f}{'':>20}"
+            f"{f're-run (verify+skip), {args.num_workers} worker(s)':<34}{verify_time:9.2f}{'':>20}"
             f"{args.cases / verify_time:10.2f}"
         )
-        ratio = min(times[1])[0] / min(times[args.workers])[0]
+        ratio = min(times[1])[0] / min(times[args.num_workers])[0]
         print(
-            f"throughput ratio {args.workers} workers / 1 worker: {ratio:.2f}x "
+            f"throughput ratio {args.num_workers} workers / 1 worker: {ratio:.2f}x "
             f"(load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}; CPU/wall near 1 per worker "
             f"means the workers got their cores, well below means the machine was busy)"
         )
     finally:
-        if not args.workdir:
+        if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
 
 

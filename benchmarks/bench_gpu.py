@@ -19,7 +19,7 @@ What it does, in one process:
 Every ratio in the table is against a baseline measured in the same run (column "vs"). Timings synchronise the
 device (``torch.cuda.synchronize``) before reading the clock.
 
-Usage: python benchmarks/bench_gpu.py [--device cuda] [--reps 5] [--cases 2] [--work DIR]
+Usage: python benchmarks/bench_gpu.py [--device cuda] [--reps 5] [--cases 2] [--work-dir DIR]
        python benchmarks/bench_gpu.py --smoke     # CPU, tiny cases, 1 repetition, no AMP: checks every path (CI)
 """
 
@@ -339,8 +339,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--device", default="cuda", help="torch device (default cuda)")
     parser.add_argument("--reps", type=int, default=5, help="timed training steps per row (after 1 warm-up)")
     parser.add_argument("--cases", type=int, default=2, help="synthetic cases to plan from")
-    parser.add_argument("--workers", type=int, default=4, help="processes for synthesis, conversion, fingerprint")
-    parser.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary folder)")
+    parser.add_argument("--num-workers", type=int, default=4, help="processes for synthesis, conversion, fingerprint")
+    parser.add_argument("--workers", dest="num_workers", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--work-dir", type=Path, default=None, help="work folder (default: a temporary folder)")
+    parser.add_argument("--work", dest="work_dir", type=Path, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     parser.add_argument(
         "--smoke",
         action="store_true",
@@ -348,7 +350,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     args = parser.parse_args(argv)
     if args.smoke:
-        args.device, args.reps, args.workers = "cpu", 1, 1
+        args.device, args.reps, args.num_workers = "cpu", 1, 1
     return args
 
 
@@ -363,12 +365,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     shape = SMOKE_SHAPE if args.smoke else FULL_SHAPE
     with tempfile.TemporaryDirectory(prefix="bench_gpu_") as tmp:
-        work = args.work if args.work is not None else Path(tmp)
+        work = args.work_dir if args.work_dir is not None else Path(tmp)
         for var, sub in (("nnUNet_raw", "raw"), ("nnUNet_preprocessed", "preprocessed"), ("nnUNet_results", "results")):
             os.environ[var] = str(work / sub)  # before nnunetv2 is imported: it reads these once
         os.environ["nnUNet_compile"] = "f"
         start = time.perf_counter()
-        plans_manager, configuration, dataset_json, case_files = make_plan(work, shape, args.cases, args.workers)
+        plans_manager, configuration, dataset_json, case_files = make_plan(work, shape, args.cases, args.num_workers)
         plan_s = time.perf_counter() - start
         bench = Bench(device, amp=device.type == "cuda", reps=args.reps)
         print(

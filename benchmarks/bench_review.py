@@ -27,7 +27,7 @@ Such short TCuP-GAN trainings give weak models (held-out Dice 0.04 after 48 iter
 anything; the voxel folds are the quick informative run on a CPU.
 
     python benchmarks/bench_review.py --work-dir review_work
-    python benchmarks/bench_review.py --work-dir /tmp/rb_fast --fast
+    python benchmarks/bench_review.py --work-dir review_work_fast --fast
     python benchmarks/bench_review.py --work-dir review_work_nn --seed 11 --test-cases 40 \
         --fold-model nnunet-ablation
     python benchmarks/bench_review.py --fold-dirs pred/fold_0 pred/fold_1 pred/fold_2 --images imagesTs --gt labelsTs

@@ -8,7 +8,7 @@ runs before planning), then treat each converted label as a prediction, ``nnunet
 ``--source`` = the original BraTS folder and = the converted dataset, and compare with the original ``-seg``
 (data, shape, affine; uint8).
 
-    python benchmarks/check_full_size.py [--cases 2] [--workdir DIR] [--shape 240 240 155]
+    python benchmarks/check_full_size.py [--cases 2] [--work-dir DIR] [--shape 240 240 155]
 """
 
 from __future__ import annotations
@@ -39,16 +39,22 @@ def run(argv: list[str], env: dict) -> subprocess.CompletedProcess:
     return proc
 
 
-def main() -> None:
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=2, help="training cases per challenge (default 2)")
     parser.add_argument("--shape", type=int, nargs=3, default=(240, 240, 155), metavar=("X", "Y", "Z"))
-    parser.add_argument("--workers", type=int, default=2, help="worker processes for synth/convert/export")
-    parser.add_argument("--workdir", default=None, help="working folder (default: temporary, removed afterwards)")
-    args = parser.parse_args()
+    parser.add_argument("--num-workers", type=int, default=2, help="worker processes for synth/convert/export")
+    parser.add_argument("--workers", dest="num_workers", type=int, default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    parser.add_argument("--work-dir", default=None, help="working folder (default: temporary, removed afterwards)")
+    parser.add_argument("--workdir", dest="work_dir", default=argparse.SUPPRESS, help=argparse.SUPPRESS)  # old name
+    return parser.parse_args(argv)
 
-    work = Path(args.workdir) if args.workdir else Path(tempfile.mkdtemp(prefix="check_full_size_"))
-    env = dict(os.environ, nnUNet_compile="f", nnUNet_def_n_proc=str(args.workers))
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+
+    work = Path(args.work_dir) if args.work_dir else Path(tempfile.mkdtemp(prefix="check_full_size_"))
+    env = dict(os.environ, nnUNet_compile="f", nnUNet_def_n_proc=str(args.num_workers))
     for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
         env[key] = str(work / key)
         Path(env[key]).mkdir(parents=True, exist_ok=True)
@@ -60,7 +66,13 @@ def main() -> None:
             train, test = work / challenge / "train", work / challenge / "test"
             start = time.perf_counter()
             write_dataset(
-                train, challenge, args.cases, seed=n, shape=tuple(args.shape), num_workers=args.workers, progress=False
+                train,
+                challenge,
+                args.cases,
+                seed=n,
+                shape=tuple(args.shape),
+                num_workers=args.num_workers,
+                progress=False,
             )
             write_dataset(
                 test, challenge, 1, seed=n, shape=tuple(args.shape), with_seg=False, start_index=101, progress=False
@@ -80,7 +92,7 @@ def main() -> None:
                     "--test",
                     str(test),
                     "--num-workers",
-                    str(args.workers),
+                    str(args.num_workers),
                     "--no-progress",
                 ],
                 env,
@@ -97,7 +109,7 @@ def main() -> None:
                 *map(str, ids.values()),
                 "--verify_dataset_integrity",
                 "-np",
-                str(args.workers),
+                str(args.num_workers),
                 "--no_pbar",
             ],
             env,
@@ -136,7 +148,7 @@ def main() -> None:
                         "--source",
                         str(source),
                         "--num-workers",
-                        str(args.workers),
+                        str(args.num_workers),
                         "--no-progress",
                     ],
                     env,
@@ -157,7 +169,7 @@ def main() -> None:
                 )
         print("ALL CHECKS PASSED")
     finally:
-        if not args.workdir:
+        if not args.work_dir:
             shutil.rmtree(work, ignore_errors=True)
 
 

@@ -49,8 +49,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnunet_tcup",
         description="TCuP-GAN for BraTS 2023 with nnU-Net v2: synthetic data, BraTS <-> nnU-Net conversion, "
-        "lesion-wise evaluation and the paper's lesion filter. Training and prediction use the stock "
-        "nnUNetv2_* commands with -tr nnUNetTrainerTCuPGAN.",
+        "lesion-wise evaluation, the paper's lesion filter and a review of the cases the folds disagree on "
+        "(for human review). Training uses the stock nnUNetv2_train -tr nnUNetTrainerTCuPGAN (found by "
+        "nnU-Net after pip install); nnUNetv2_predict works on the trained models. Exit codes: 0 success, 1 an error while running (one line, --debug for the "
+        "traceback), 2 a usage error (argparse).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(

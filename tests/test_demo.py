@@ -257,7 +257,7 @@ def test_full_and_quick_step_plans(tmp_path):
     assert names[0] == "synth_train" and names[-1] == "report" and not any("baseline" in n for n in names)
     # the TCuP-GAN model's folds are reviewed on the held-out cases (the baseline is not)
     convert = [str(a) for a in steps["convert"].command]
-    assert convert[convert.index("--mode") + 1] == "classes"  # the paper's formulation by default
+    assert convert[convert.index("--mode") + 1] == "regions"  # the package's default formulation, as convert's
     review = [str(a) for a in steps["review_tcupgan"].command]
     assert review[1:4] == ["review", "--model", str(full.results_folder(models_for(full.settings, True)[0]))]
     assert review[review.index("-f") + 1 : review.index("-i")] == ["0", "1", "2", "3", "4"]

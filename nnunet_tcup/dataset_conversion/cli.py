@@ -43,17 +43,18 @@ def register(subparsers) -> None:
         "--test",
         metavar="DIR",
         default=None,
-        help="optional folder of test/validation case folders (modalities only; a -seg file there "
-        "is ignored), written to imagesTs",
+        help="optional folder of test/validation case folders, written to imagesTs; a case that has a -seg "
+        "file also gets labelsTs/CASE.nii.gz (2023 labels; what `nnunet_tcup evaluate --gt` reads), a case "
+        "without one is converted from its four modalities only",
     )
     convert.add_argument(
         "--mode",
         choices=("regions", "classes", "labels"),
         default="regions",
-        help="regions (default): labels declare the BraTS regions WT=[1,2,3], TC=[1,3], ET=[3] with "
+        help="regions (default, the package's formulation on every path): labels declare the BraTS regions WT=[1,2,3], TC=[1,3], ET=[3] with "
         "regions_class_order [2,1,3]: nnU-Net trains one sigmoid per region and paints predictions "
         "back into 2023 labels. classes: the paper's native classes, a plain label dataset "
-        "{background: 0, NETC: 1, SNFH: 2, ET: 3} (nnUNetTrainerTCuPGAN trains three sigmoid class "
+        "{background: 0, NETC: 1, SNFH: 2, ET: 3} (the paper's formulation: nnUNetTrainerTCuPGAN trains three sigmoid class "
         "outputs on it, stock nnU-Net trainers train softmax). labels: alias of classes (writes the "
         "same dataset, recorded as classes)",
     )
@@ -65,7 +66,7 @@ def register(subparsers) -> None:
         "export",
         help="nnU-Net predictions -> BraTS 2023 submission files",
         description="Turn nnU-Net predictions (PRED_DIR/BraTS-CH-NNNNN-NNN.nii.gz, from a dataset made by "
-        "`nnunet_tcup convert` in regions or labels mode) into BraTS 2023 submission files "
+        "`nnunet_tcup convert`, --mode regions or classes) into BraTS 2023 submission files "
         "OUT_DIR/BraTS-CH-NNNNN-NNN.nii.gz: uint8, labels 1=NETC 2=SNFH 3=ET, with the exact shape and affine of the "
         "source case when --source is given. Everything is checked before anything is written.",
     )

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_tcup.parallel import positive_int
+
 DEFAULT_WORK_DIR = "demo_output"
 
 DESCRIPTION = """\
@@ -11,11 +13,14 @@ Run the real BraTS workflow end to end on synthetic data it makes itself, with t
 synth (training and held-out cases) -> convert -> nnUNetv2_plan_and_preprocess -> nnUNetv2_train with TCuP-GAN
 on each fold -> nnUNetv2_predict (fold ensemble) -> nnunet_tcup postprocess tune (on the cross-validation
 predictions) -> nnUNetv2_apply_postprocessing -> nnunet_tcup evaluate (before and after post-processing) ->
-nnunet_tcup export, then a report folder (WORK/report/report.md) with metrics, figures and overlays.
+nnunet_tcup export -> nnunet_tcup review (the held-out cases ranked by the disagreement of the folds, for human
+review), then a report folder (WORK/report/report.md) with metrics, figures, overlays and a link to the review.
+The dataset is converted with --mode regions (WT / TC / ET sigmoids, the package's default formulation);
+--dataset-mode classes runs the paper's NETC / SNFH / ET formulation instead.
 
-Presets: --quick (the default without a GPU: small volumes, short training, about 20 minutes on 2 CPU cores),
---full (the default with a GPU: full-size volumes, nnUNetTrainerTCuPGAN with the paper's schedule, 5 folds; hours),
---smoke (the smallest run, for CI). Options below override the preset.
+Presets: --quick (the default on every machine, CPU or GPU: small volumes, short training; on a GPU it is just
+faster), --full (only when asked: full-size volumes, nnUNetTrainerTCuPGAN with the paper's schedule, 5 folds;
+meant for a GPU, long), --smoke (the smallest run, for CI). Options below override the preset.
 
 nnU-Net's folders (nnUNet_raw, nnUNet_preprocessed, nnUNet_results) are created inside the work dir and set for
 the demo's subprocesses only; your shell's variables are not used or changed unless you pass --use-nnunet-env.
@@ -26,7 +31,8 @@ Every step's output goes to WORK/logs/STEP.log. Re-running the same command resu
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "demo",
-        help="run the whole workflow on synthetic data and write a report",
+        help="run the whole workflow on synthetic data (train, predict, post-process, evaluate, export, review) "
+        "and write a report",
         description=DESCRIPTION,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
@@ -49,16 +55,16 @@ def register(subparsers) -> None:
         dest="mode",
         action="store_const",
         const="quick",
-        help="CPU-sized run (16 cases of 64x64x48, 6 epochs x 25 iterations, folds 0 1); the "
-        "default when no GPU is found",
+        help="the default, on CPU and GPU alike: 16 training + 6 held-out cases of 64x64x48, 6 epochs x 25 "
+        "iterations, folds 0 1",
     )
     preset.add_argument(
         "--full",
         dest="mode",
         action="store_const",
         const="full",
-        help="the paper's recipe: 60 full-size cases, nnUNetTrainerTCuPGAN's own schedule, 5 folds; "
-        "the default when a GPU is found",
+        help="the paper's recipe: 60 full-size cases, nnUNetTrainerTCuPGAN's own schedule, 5 folds (meant for "
+        "a GPU, long; only when asked)",
     )
     p.add_argument("--cases", type=int, default=None, help="number of synthetic training cases (at least 5)")
     p.add_argument("--test-cases", type=int, default=None, help="number of synthetic held-out cases")
@@ -81,10 +87,10 @@ def register(subparsers) -> None:
     p.add_argument("--dataset-id", type=int, default=None, help="nnU-Net dataset id (default 901)")
     p.add_argument(
         "--dataset-mode",
-        choices=("classes", "regions"),
+        choices=("regions", "classes"),
         default=None,
-        help="nnunet_tcup convert --mode: classes (default; the paper's NETC / SNFH / ET sigmoid outputs and its "
-        "label rule) or regions (WT / TC / ET)",
+        help="nnunet_tcup convert --mode: regions (default; WT / TC / ET sigmoids) or classes (the paper's "
+        "NETC / SNFH / ET sigmoid outputs and its label rule)",
     )
     p.add_argument(
         "--baseline",
@@ -98,10 +104,15 @@ def register(subparsers) -> None:
         help="device for training and prediction (default: cuda if available, else cpu)",
     )
     p.add_argument(
-        "--num-processes",
-        type=int,
+        "--num-workers",
+        type=positive_int,
         default=2,
-        help="worker processes for preprocessing, conversion, evaluation and post-processing (default 2)",
+        metavar="N",
+        help="worker processes for preprocessing, conversion, evaluation, post-processing and review (default 2)",
+    )
+    # the earlier name, kept working but not shown
+    p.add_argument(
+        "--num-processes", dest="num_workers", type=positive_int, default=argparse.SUPPRESS, help=argparse.SUPPRESS
     )
     p.add_argument("--overlay-cases", type=int, default=3, help="number of held-out cases drawn in the report")
     p.add_argument(
@@ -145,12 +156,10 @@ def run_demo(args: argparse.Namespace) -> int:
     from nnunet_tcup.demo.report import ReportInputs, collect_results, results_table, write_report
     from nnunet_tcup.demo.steps import NNUNET_PATH_VARIABLES, DemoPaths, build_steps, models_for, subprocess_environment
 
-    if args.num_processes < 1:
-        raise ValueError(f"--num-processes {args.num_processes}: expected at least 1")
     if args.overlay_cases < 0:
         raise ValueError(f"--overlay-cases {args.overlay_cases}: expected 0 or more")
     device = _resolve_device(args.device)
-    mode = args.mode or ("full" if device == "cuda" else "quick")
+    mode = args.mode or "quick"  # the quick run on every machine (on a GPU it is just faster); --full when asked
     settings = make_settings(
         mode,
         train_cases=args.cases,
@@ -177,7 +186,7 @@ def run_demo(args: argparse.Namespace) -> int:
     check_work_dir_settings(work_dir, settings)
 
     paths = DemoPaths(work_dir, settings, nnunet_dirs)
-    env = subprocess_environment(paths, device, args.num_processes)
+    env = subprocess_environment(paths, device, args.num_workers)
     models = models_for(settings, args.baseline)
     runner = PipelineRunner(work_dir, env)
     started = time.monotonic()
@@ -202,11 +211,9 @@ def run_demo(args: argparse.Namespace) -> int:
             )
         )
 
-    steps = build_steps(paths, device, args.baseline, args.num_processes, report_action)
+    steps = build_steps(paths, device, args.baseline, args.num_workers, report_action)
     print(f"nnunet_tcup demo ({settings.describe()}; device {device})")
     print(f"work dir: {work_dir}")
-    if mode == "full" and args.mode is None:
-        print("a GPU was found: running the full recipe (--full); pass --quick for the short CPU-sized run")
     try:
         records = runner.run(steps)
     except StepFailed as e:

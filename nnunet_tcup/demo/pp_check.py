@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from nnunet_tcup.challenges import REGIONS
+from nnunet_tcup.demo.results import region_means
 from nnunet_tcup.demo.steps import DemoPaths, ModelRun
 
 __all__ = ["PostprocessingCheck", "check_postprocessing", "checks_headline", "checks_table", "read_postprocessing_json"]
@@ -58,8 +59,6 @@ def read_postprocessing_json(path: Path) -> dict | None:
 
 
 def _dice_means(csv_path: Path) -> dict[str, float] | None:
-    from nnunet_tcup.demo.report import region_means
-
     if not Path(csv_path).is_file():
         return None
     means = {r: values[DICE] for r, values in region_means(csv_path).items()}

@@ -20,6 +20,7 @@ import numpy as np
 from nnunet_tcup.challenges import LABEL_NAMES, MODALITIES, REGIONS
 from nnunet_tcup.demo.pipeline import StepRecord, format_bytes, format_seconds
 from nnunet_tcup.demo.pp_check import check_postprocessing, checks_headline, checks_table
+from nnunet_tcup.demo.results import METRICS, per_case_values, region_means
 from nnunet_tcup.demo.steps import DemoPaths, ModelRun
 from nnunet_tcup.io_utils import atomic_output, read_array_zyx
 
@@ -29,39 +30,9 @@ LABEL_COLOURS: dict[int, tuple[float, float, float]] = {
     2: (0.30, 0.69, 0.29),
     3: (1.00, 0.85, 0.18),
 }
-METRICS = (
-    ("LesionWise_Score_Dice", "lesion-wise Dice"),
-    ("LesionWise_Score_HD95", "lesion-wise HD95 (mm)"),
-    ("Legacy_Dice", "legacy Dice"),
-)
 
 
 # ------------------------------------------------------------------------------------------------------- tables
-def region_means(csv_path: Path) -> dict[str, dict[str, float]]:
-    """Mean over cases of each metric in :data:`METRICS`, per region, from an ``evaluate`` results CSV
-    (one row per case and region, column ``Labels`` = WT/TC/ET)."""
-    import pandas as pd
-
-    table = pd.read_csv(csv_path)
-    missing = [c for c in ("Labels", *(m for m, _ in METRICS)) if c not in table.columns]
-    if missing:
-        raise ValueError(f"{csv_path}: missing columns {missing} (not an nnunet_tcup evaluate results file?)")
-    out: dict[str, dict[str, float]] = {}
-    for region in REGIONS:
-        rows = table[table["Labels"] == region]
-        out[region] = {metric: float(rows[metric].mean()) if len(rows) else float("nan") for metric, _ in METRICS}
-    return out
-
-
-def per_case_values(csv_path: Path, region: str, metric: str) -> dict[str, float]:
-    """``case -> value`` of one metric for one region from an ``evaluate`` results CSV."""
-    import pandas as pd
-
-    table = pd.read_csv(csv_path)
-    rows = table[table["Labels"] == region]
-    return {str(c): float(v) for c, v in zip(rows["case"], rows[metric])}
-
-
 def _fmt(value: float, metric: str) -> str:
     if value != value:  # NaN
         return "n/a"

@@ -59,7 +59,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output",
         required=True,
         metavar="RESULTS_CSV",
-        help="results CSV to write (columns case, Labels, Num_TP, Num_FP, Num_FN, Sensitivity, Specificity, "
+        help="results CSV FILE to write (a file, not a folder as -o is for other commands; NAME_summary.csv "
+        "and NAME_lesions.csv go beside it; columns case, Labels, Num_TP, Num_FP, Num_FN, Sensitivity, Specificity, "
         "Legacy_Dice, Legacy_HD95, GT_Complete_Volume, LesionWise_Score_Dice, LesionWise_Score_HD95)",
     )
     parser.add_argument(

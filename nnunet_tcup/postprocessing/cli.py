@@ -105,6 +105,7 @@ def register(subparsers) -> None:
         default=None,
         help="processes reading and caching cases (default: $nnUNet_def_n_proc or min(4, CPUs))",
     )
+    tune.add_argument("--no-progress", action="store_true", help="hide the progress bars")
     tune.set_defaults(func=run_tune)
 
     apply = sub.add_parser(
@@ -124,6 +125,7 @@ def register(subparsers) -> None:
         help="worker processes (default: $nnUNet_def_n_proc or min(4, CPUs))",
     )
     apply.add_argument("--overwrite", action="store_true", help="replace existing files in the output folder")
+    apply.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     apply.set_defaults(func=run_apply)
 
 
@@ -220,7 +222,13 @@ def run_tune(args: argparse.Namespace) -> int:
     check_output_folder(output)
     print(f"tuning the lesion filter for {challenge} on {len(pairs)} cases, {grid.size} candidates ({grid_name} grid)")
     report = tune(
-        pairs, challenge, grid, grid_name, num_workers=args.num_workers, progress=True, noise_factor=noise_factor
+        pairs,
+        challenge,
+        grid,
+        grid_name,
+        num_workers=args.num_workers,
+        progress=not args.no_progress,
+        noise_factor=noise_factor,
     )
     report.update(sources)
     final = FilterParameters.from_kwargs(report["kwargs"])
@@ -312,7 +320,12 @@ def run_apply(args: argparse.Namespace) -> int:
 
     params = read_postprocessing_json(Path(args.json))
     written = apply_to_folder(
-        Path(args.input), Path(args.output), params, num_workers=args.num_workers, overwrite=args.overwrite
+        Path(args.input),
+        Path(args.output),
+        params,
+        num_workers=args.num_workers,
+        overwrite=args.overwrite,
+        progress=not args.no_progress,
     )
     print(f"filtered {len(written)} case(s) into {args.output} with {describe(params)}")
     return 0

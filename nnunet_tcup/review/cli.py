@@ -16,7 +16,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model run the predictions), measure where the folds disagree, and write OUT/review.csv (cases ranked "
         "most doubtful first), OUT/lesions.csv, OUT/review.html (static page), OUT/maps/CASE/*.nii.gz "
         "(uncertainty maps on the image grid), OUT/montages/CASE.png and OUT/zooniverse/ (one PNG per case and "
-        "doubtful slice plus manifest.csv for Zooniverse's subject uploader). Definitions: see the README.",
+        "doubtful slice plus manifest.csv for Zooniverse's subject uploader). Definitions: docs/review.md.",
     )
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument(
@@ -75,7 +75,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-maps", action="store_true", help="do not write the NIfTI maps")
     p.add_argument("--no-zooniverse", action="store_true", help="do not write the Zooniverse export")
-    p.add_argument("--device", default="cuda", help="with --model: cuda, cpu or mps (default cuda)")
+    p.add_argument(
+        "--device",
+        choices=("auto", "cpu", "cuda", "mps"),
+        default="auto",
+        help="with --model: device of the predictions (default auto: cuda if PyTorch sees a GPU, else cpu)",
+    )
     p.add_argument("--disable-tta", action="store_true", help="with --model: no mirroring at prediction")
     p.add_argument(
         "--num-workers",
@@ -87,6 +92,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--overwrite", action="store_true", help="replace an existing review in OUT")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.set_defaults(func=run)
+
+
+def resolve_device(requested: str) -> str:
+    """``auto``: ``cuda`` when PyTorch sees a GPU, else ``cpu``; any other value is returned as given."""
+    if requested != "auto":
+        return requested
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -106,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
             folds,
             args.images,
             Path(args.output) / "predictions",
-            device=args.device,
+            device=resolve_device(args.device),
             use_mirroring=not args.disable_tta,
         )
     result = run_review(

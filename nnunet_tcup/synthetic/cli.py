@@ -75,6 +75,7 @@ def register(subparsers) -> None:
         metavar="W",
         help="processes generating cases in parallel (default: $nnUNet_def_n_proc if set, else the CPU count up to 4)",
     )
+    p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument(
         "--anatomy",
         choices=("auto", "mni152", "analytic"),
@@ -98,6 +99,7 @@ def run(args: argparse.Namespace) -> int:
         start_index=args.start_index,
         num_workers=args.num_workers,
         anatomy=args.anatomy,
+        progress=not args.no_progress,
     )
     print(f"wrote {len(folders)} case folder(s) to {args.out}")
     return 0
