@@ -419,12 +419,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--work-dir",
-        "--workdir",
         dest="work_dir",
         type=Path,
         default=Path("bench_learning_work"),
         help="folder for data, models, predictions and results (re-used: finished runs are skipped)",
     )
+    parser.add_argument("--workdir", dest="work_dir", type=Path, help=argparse.SUPPRESS)  # the old name
     parser.add_argument("--budgets", type=int, nargs="+", default=[250, 1000], help="training iterations per run")
     parser.add_argument("--data-seeds", type=int, nargs="+", default=[0, 1], help="synthetic data seeds")
     parser.add_argument(

@@ -204,7 +204,7 @@ def test_benchmarks_take_work_dir_and_num_workers_with_hidden_old_names(
 def test_bench_learning_work_dir_and_its_old_name(tmp_path, monkeypatch):
     module = _load_benchmark("bench_learning", monkeypatch)
     seen = []
-    monkeypatch.setattr(module, "report", lambda work: seen.append(Path(work)) or "")
+    monkeypatch.setattr(module, "report", lambda work, draws: seen.append(Path(work)) or "")
     assert module.main(["--work-dir", str(tmp_path / "a"), "--report"]) == 0
     assert module.main(["--workdir", str(tmp_path / "b"), "--report"]) == 0
     assert module.main(["--report"]) == 0
