@@ -27,8 +27,9 @@ def main() -> None:
     parser.add_argument("out", type=Path)
     parser.add_argument("--folds", nargs="+", default=["0", "1"])
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--outputs", nargs="+", choices=CLASS_OUTPUTS, default=list(CLASS_OUTPUTS))
     args = parser.parse_args()
-    for output in CLASS_OUTPUTS:
+    for output in args.outputs:
         predictor = nnUNetPredictor(device=torch.device(args.device), allow_tqdm=False)
         predictor.initialize_from_trained_model_folder(str(args.model), tuple(args.folds))
         if not isinstance(predictor.network, SigmoidClassesNetwork):
