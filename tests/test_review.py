@@ -185,6 +185,26 @@ def test_output_kind_reads_regions_in_dataset_order(tmp_path: Path):
     assert regions[:, 0, 0, 0] == pytest.approx([0.9, 0.6, 0.3]) and classes is None
 
 
+def test_tcup_classes_probabilities_are_read_as_the_averaged_sigmoids(tmp_path: Path):
+    """A TCuP-GAN classes model (plans.json records it) saves softmax(z), z = [1 - sum sigma, sigma_k]: the review
+    reads z back (argmax = the paper's rule, linear across folds) and the paper's region probabilities."""
+    (tmp_path / "dataset.json").write_text(json.dumps(LABEL_DATASET_JSON))
+    assert output_kind(tmp_path / "dataset.json").kind == "labels"  # no plans.json: a softmax label model
+    (tmp_path / "plans.json").write_text(json.dumps({"tcup_gan": {"formulation": "classes"}}))
+    kind = output_kind(tmp_path / "dataset.json")
+    assert kind.kind == "tcup_classes"
+    sigma = np.array([0.6, 0.3, 0.5])  # sums above 1: background score -0.4
+    z = np.concatenate([[1 - sigma.sum()], sigma])
+    p = np.exp(z) / np.exp(z).sum()
+    np.savez(tmp_path / "c.npz", probabilities=p.astype(np.float32).reshape(4, 1, 1, 1))
+    regions, scores = load_probabilities(tmp_path / "c.npz", kind)
+    assert scores is not None and scores[:, 0, 0, 0] == pytest.approx(z, abs=1e-5)
+    assert regions[:, 0, 0, 0] == pytest.approx([1.0, 1.1 / 1.4, 0.5 / 1.4], abs=1e-5)  # WT, TC, ET
+    (tmp_path / "plans.json").write_text("{not json")
+    with pytest.raises(ValueError, match="plans.json: not a readable"):
+        output_kind(tmp_path / "dataset.json")
+
+
 def test_output_kind_rejects_other_datasets(tmp_path: Path):
     (tmp_path / "dataset.json").write_text(json.dumps({"labels": {"background": 0, "liver": 1}}))
     with pytest.raises(ValueError, match="dataset.json: label dataset must have"):

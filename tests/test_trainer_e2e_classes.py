@@ -5,8 +5,9 @@ regions model of ``tests/shared_models.py`` trains both folds) -> ``nnUNetv2_pre
 (the fold ensemble) -> ``nnunet_tcup evaluate``.
 
 What it shows: the model folder records the classes formulation; the stock predictor, through the network's
-classes head (``trainers/class_head.py``), writes 2023 labels 0-3 whose saved probabilities are the paper's
-``[1 - sum P, P_NETC, P_SNFH, P_ET]`` normalised, and whose labels are their argmax (the paper's rule); the
+classes head (``trainers/class_head.py``), writes 2023 labels 0-3 whose saved probabilities are ``softmax(z)`` of the
+fold-averaged ``z = [1 - sum sigma, sigma_NETC, sigma_SNFH, sigma_ET]``, and whose
+labels are their argmax (the paper's rule on the averaged sigma); the
 predictions are not trivial (an all-background or single-label output fails) and are scored lesion-wise. (Two
 epochs of 4 iterations do not segment well: learning is shown by ``test_trainer_overfit.py`` and the ablation.)
 """
@@ -62,7 +63,7 @@ def test_classes_formulation_with_the_stock_commands(tmp_path: Path) -> None:
         probabilities = np.load(str(f).replace(".nii.gz", ".npz"))["probabilities"]  # (4, z, y, x)
         assert probabilities.shape == (4, SHAPE_XYZ[2], SHAPE_XYZ[1], SHAPE_XYZ[0])
         np.testing.assert_allclose(probabilities.sum(0), 1.0, atol=1e-4)
-        # the paper's rule: label = argmax of [1 - sum P, P_1, P_2, P_3] (normalised): what nnU-Net wrote
+        # the paper's rule: label = argmax of [1 - sum sigma, sigma_1, sigma_2, sigma_3]: what nnU-Net wrote
         agree = np.mean(probabilities.argmax(0) == seg.transpose(2, 1, 0))
         assert agree > 0.99, f"{f.name}: labels and probabilities disagree on {1 - agree:.1%} of voxels"
 

@@ -124,7 +124,7 @@ def test_region_loss_matches_manual_formula_and_is_finite_on_empty_patches(rule)
 def test_classes_head_is_the_papers_label_rule():
     """softmax of the head's logits = [1 - sum P, P_1..P_K] (normalised when sum P > 1): argmax = the paper's rule."""
     s = torch.tensor([[-3.0, -1.0, 0.5], [2.0, 1.5, 1.0], [-6.0, -7.0, -5.0]]).view(3, 3, 1, 1, 1)
-    network = SigmoidClassesNetwork(torch.nn.Identity())
+    network = SigmoidClassesNetwork(torch.nn.Identity(), output="loss")
     probabilities = torch.softmax(network(s), dim=1)[..., 0, 0, 0]
     p = torch.sigmoid(s)[..., 0, 0, 0]
     background = (1 - p.sum(1, keepdim=True)).clamp_min(1e-6)
@@ -138,7 +138,7 @@ def test_class_loss_equals_weighted_bce_on_sigmoid_probabilities():
     g = torch.Generator().manual_seed(1)
     s = torch.randn(2, 3, 3, 5, 5, generator=g, dtype=torch.float64) * 2
     labels = torch.randint(0, 4, (2, 1, 3, 5, 5), generator=g)
-    logits = SigmoidClassesNetwork(torch.nn.Identity())(s)
+    logits = SigmoidClassesNetwork(torch.nn.Identity(), output="loss")(s)
     masks = one_hot_foreground(labels, 4)
     weights = paper_class_weights(masks).double()
     assert not torch.allclose(weights, torch.ones(3, dtype=torch.float64))
@@ -151,7 +151,7 @@ def test_class_loss_equals_weighted_bce_on_sigmoid_probabilities():
 
 def test_class_log_probabilities_stay_finite_for_extreme_logits():
     s = torch.tensor([300.0, -300.0, 50.0]).view(1, 3, 1, 1, 1).requires_grad_()
-    logits = SigmoidClassesNetwork(torch.nn.Identity())(s)
+    logits = SigmoidClassesNetwork(torch.nn.Identity(), output="loss")(s)
     log_p, log_not_p = class_log_probs(logits)
     assert torch.isfinite(log_p).all() and torch.isfinite(log_not_p).all()
     labels = torch.full((1, 1, 1, 1, 1), 2)  # SNFH: s_2 = -300 is wrong by 300
@@ -175,7 +175,7 @@ def test_discriminator_sees_matching_channels_for_prediction_and_ground_truth():
     regions = torch.rand(2, 3, 2, 4, 4) > 0.5
     assert prediction_masks(logits_regions, True).shape == target_masks(regions, True, 3).shape == (2, 3, 2, 4, 4)
     s = torch.randn(2, 3, 2, 4, 4)
-    logits_labels = SigmoidClassesNetwork(torch.nn.Identity())(s)
+    logits_labels = SigmoidClassesNetwork(torch.nn.Identity(), output="loss")(s)
     labels = torch.randint(0, 4, (2, 1, 2, 4, 4))
     fake = prediction_masks(logits_labels, False)
     assert fake.shape == target_masks(labels, False, 4).shape == (2, 3, 2, 4, 4)

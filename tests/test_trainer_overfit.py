@@ -50,7 +50,7 @@ def _train(formulation: str) -> dict[str, float]:
     generator: torch.nn.Module = TCuPGenerator(4, 3, hidden_channels=(8, 16, 32))
     regions = formulation == "regions"
     if not regions:
-        generator = SigmoidClassesNetwork(generator)
+        generator = SigmoidClassesNetwork(generator, output="loss")
     discriminator = PatchDiscriminator3D(4 + 3, features=(8, 16), dropout=0.0)
     loss = RegionWeightedBCELoss() if regions else ClassWeightedBCELoss()
     g_slot = OptimiserSlot(torch.optim.Adam(generator.parameters(), 3e-3, betas=(0.5, 0.999)), None, 12.0)

@@ -38,7 +38,7 @@ def _networks(regions: bool, dropout: float = 0.0):
     torch.manual_seed(0)
     generator = TCuPGenerator(4, 3, hidden_channels=(4, 8))
     if not regions:  # the paper's classes: 3 sigmoid outputs handed to nnU-Net as 4 softmax logits
-        generator = SigmoidClassesNetwork(generator)
+        generator = SigmoidClassesNetwork(generator, output="loss")
     discriminator = PatchDiscriminator3D(4 + 3, features=(4, 8), dropout=dropout)
     return generator, discriminator
 

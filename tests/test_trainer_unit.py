@@ -212,7 +212,9 @@ def test_build_network_architecture_is_static_and_generator_only(nnunet_dirs: Pa
     network.load_state_dict(unwrap(trainer.network).state_dict(), strict=True)
 
 
-def test_classes_formulation_reaches_the_predictor_through_the_saved_plans(nnunet_dirs: Path) -> None:
+def test_classes_formulation_reaches_the_predictor_through_the_saved_plans(
+    nnunet_dirs: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A label dataset: the trainer records "classes" in its plans; the predictor, given those plans and the number
     of labels (4 with background), builds the same wrapped network and loads the weights strictly."""
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -228,6 +230,17 @@ def test_classes_formulation_reaches_the_predictor_through_the_saved_plans(nnune
     network.load_state_dict(unwrap(trainer.network).state_dict(), strict=True)
     probabilities = torch.softmax(network(torch.randn(1, 4, *PATCH)), dim=1)
     assert probabilities.shape == (1, 4, *PATCH)
+    # the trainer's loss reads the log-probability output; the predictor (and the trainer's final validation) the
+    # output linear in sigma that nnU-Net averages
+    assert unwrap(trainer.network).output == "loss" and network.output == "average"
+    seen = []
+    monkeypatch.setattr(
+        nnUNetTrainerTCuPGAN.__mro__[1],
+        "perform_actual_validation",
+        lambda self, save_probabilities=False: seen.append(unwrap(self.network).output),
+    )
+    trainer.perform_actual_validation()
+    assert seen == ["average"] and unwrap(trainer.network).output == "loss"
     torch.testing.assert_close(probabilities.sum(1), torch.ones(1, *PATCH))
     assert _trainer().plans_manager.plans["tcup_gan"]["formulation"] == "regions"
 

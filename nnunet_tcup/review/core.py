@@ -103,7 +103,10 @@ def build_jobs(
     for folder in fold_dirs:
         if not Path(folder).is_dir():
             raise ValueError(f"{folder}: fold prediction folder not found")
-    kinds = [output_kind(Path(dataset_json) if dataset_json else Path(f) / "dataset.json") for f in fold_dirs]
+    kinds = [
+        output_kind(Path(dataset_json) if dataset_json else Path(f) / "dataset.json", Path(f) / "plans.json")
+        for f in fold_dirs
+    ]
     if any(k != kinds[0] for k in kinds):
         raise ValueError(
             f"{fold_dirs[kinds.index(next(k for k in kinds if k != kinds[0]))]}: predictions of a "

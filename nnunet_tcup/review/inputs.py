@@ -5,6 +5,11 @@ A fold folder holds ``CASE.npz`` (key ``probabilities``: ``(channels, z, y, x)``
 in the original image geometry), ``CASE.pkl``, ``CASE.nii.gz`` and the ``dataset.json`` that nnUNetv2_predict copies
 there. Region datasets (``regions_class_order`` set) have one sigmoid channel per region in the order of
 ``dataset.json``'s non-background labels; label datasets have one softmax channel per label value 0..3.
+
+TCuP-GAN classes models (the paper's formulation; ``plans.json``, which nnUNetv2_predict also copies there, records
+``tcup_gan.formulation = "classes"``) save ``p = softmax(z)`` of the head's averaged output
+``z = [1 - sum_k sigma_k, sigma_1, sigma_2, sigma_3]`` (:mod:`nnunet_tcup.trainers.class_head`), which is not a
+class probability; :func:`tcup_class_scores` recovers ``z`` (the averaged sigmoid probabilities ``sigma_k``).
 """
 
 from __future__ import annotations
@@ -24,7 +29,8 @@ from nnunet_tcup.review.uncertainty import REGION_LABELS, REGION_NAMES, labels_t
 @dataclass(frozen=True)
 class OutputKind:
     """How a model's probability channels map to WT/TC/ET: ``kind`` 'regions' (``region_channels[r]`` = channel of
-    region r) or 'labels' (softmax over background, NETC, SNFH, ET; ``label_channels[v]`` = channel of label v)."""
+    region r), 'labels' (softmax over background, NETC, SNFH, ET; ``label_channels[v]`` = channel of label v) or
+    'tcup_classes' (labels 0-3 saved by a TCuP-GAN classes model, see :func:`tcup_class_scores`)."""
 
     kind: str
     num_channels: int
@@ -32,9 +38,10 @@ class OutputKind:
     label_channels: tuple[int, ...] = ()
 
 
-def output_kind(dataset_json: Path) -> OutputKind:
+def output_kind(dataset_json: Path, plans_json: Path | None = None) -> OutputKind:
     """Read the label definition of ``dataset_json``; ValueError naming the file unless it is BraTS 2023 regions
-    (WT {1,2,3}, TC {1,3}, ET {3}) or labels 0-3."""
+    (WT {1,2,3}, TC {1,3}, ET {3}) or labels 0-3. Labels are 'tcup_classes' when ``plans_json`` (default: beside
+    ``dataset_json``) records the TCuP-GAN classes formulation."""
     try:
         data = json.loads(Path(dataset_json).read_text())
         labels = data["labels"]
@@ -61,7 +68,43 @@ def output_kind(dataset_json: Path) -> OutputKind:
     values = sorted(int(v) for v in labels.values())
     if values != [0, 1, 2, 3]:
         raise ValueError(f"{dataset_json}: label dataset must have the BraTS 2023 labels 0, 1, 2, 3 (found {values})")
-    return OutputKind("labels", 4, label_channels=(0, 1, 2, 3))
+    plans = Path(dataset_json).parent / "plans.json" if plans_json is None else Path(plans_json)
+    kind = "tcup_classes" if is_tcup_classes_model(plans) else "labels"
+    return OutputKind(kind, 4, label_channels=(0, 1, 2, 3))
+
+
+def is_tcup_classes_model(plans_json: Path) -> bool:
+    """Whether ``plans_json`` (a model's or a prediction folder's plans) records TCuP-GAN's classes formulation;
+    False when the file is absent; ValueError naming it when it cannot be read."""
+    if not Path(plans_json).is_file():
+        return False
+    try:
+        plans = json.loads(Path(plans_json).read_text())
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{plans_json}: not a readable nnU-Net plans.json ({type(e).__name__}: {e})") from None
+    section = plans.get("tcup_gan") if isinstance(plans, dict) else None
+    return isinstance(section, dict) and section.get("formulation") == "classes"
+
+
+def tcup_class_scores(probabilities: np.ndarray) -> np.ndarray:
+    """The averaged head output ``z = [1 - sum_k sigma_k, sigma_1, ..., sigma_K]`` ``(K + 1, z, y, x)`` float32 from
+    the saved ``p = softmax(z)`` of a TCuP-GAN classes model: ``z_k = log p_k - mean_j log p_j + 1 / (K + 1)``
+    (exact since ``sum_k z_k = 1``). Voxels with a zero channel (nnU-Net fills the area outside its crop with
+    ``p = [1, 0, ..., 0]``) are returned as they are (``sigma = 0``, background). ``argmax z`` is the paper's rule."""
+    p = np.asarray(probabilities, dtype=np.float64)
+    positive = np.all(p > 0, axis=0)
+    log_p = np.log(np.where(positive, p, 1.0))
+    z = log_p - log_p.mean(axis=0, keepdims=True) + 1.0 / p.shape[0]
+    return np.where(positive, z, p).astype(np.float32)
+
+
+def paper_region_probabilities(scores: np.ndarray) -> np.ndarray:
+    """WT/TC/ET ``(3, z, y, x)`` float32 from the head's scores ``z`` ``(4, z, y, x)`` (:func:`tcup_class_scores`):
+    the paper's class probabilities ``[max(1 - sum sigma, 0), sigma_k] / max(1, sum sigma)``, summed per region
+    (WT = 1 - background, TC = NETC + ET, ET)."""
+    sigma = np.clip(np.asarray(scores, dtype=np.float32)[1:], 0.0, 1.0)
+    paper = sigma / np.maximum(1.0, sigma.sum(axis=0, keepdims=True))
+    return np.stack([paper.sum(axis=0), paper[0] + paper[2], paper[2]]).clip(0.0, 1.0)
 
 
 def list_cases(fold_dirs: Sequence[Path]) -> list[str]:
@@ -93,7 +136,10 @@ def list_cases(fold_dirs: Sequence[Path]) -> list[str]:
 
 def load_probabilities(npz_path: Path, kind: OutputKind) -> tuple[np.ndarray, np.ndarray | None]:
     """Region probabilities ``(3, z, y, x)`` float32 (WT, TC, ET) of one fold's ``CASE.npz``, and for label models
-    the class probabilities ``(4, z, y, x)`` (background, NETC, SNFH, ET; None for region models)."""
+    the class scores ``(4, z, y, x)`` (background, NETC, SNFH, ET; None for region models) whose argmax is the
+    label: softmax probabilities, or for 'tcup_classes' the head's ``[1 - sum sigma, sigma_k]``
+    (:func:`tcup_class_scores`; their mean over folds is linear in the folds' ``sigma``, so its argmax is the
+    paper's rule on the fold-averaged ``sigma``) with the paper's region probabilities."""
     try:
         with np.load(npz_path) as data:
             p = np.asarray(data["probabilities"], dtype=np.float32)
@@ -111,6 +157,9 @@ def load_probabilities(npz_path: Path, kind: OutputKind) -> tuple[np.ndarray, np
     if kind.kind == "regions":
         return p[list(kind.region_channels)].clip(0.0, 1.0), None
     classes = p[list(kind.label_channels)]
+    if kind.kind == "tcup_classes":
+        scores = tcup_class_scores(classes)
+        return paper_region_probabilities(scores), scores
     return labels_to_region_probabilities(classes), classes
 
 

@@ -2,15 +2,31 @@
 
 A label dataset ``{"background": 0, "NETC": 1, "SNFH": 2, "ET": 3}`` is predicted by nnU-Net with softmax + argmax
 (label managers are not pluggable, DESIGN.md section 8). :class:`SigmoidClassesNetwork` wraps the generator, whose
-``K`` logits ``s_k`` are the paper's per-class sigmoid outputs, and hands nnU-Net the ``K + 1`` logits
+``K`` logits ``s_k`` are the paper's per-class sigmoid outputs ``sigma_k = sigmoid(s_k)``, and has two outputs
+(``K + 1`` channels, channel 0 background, fp32), chosen by its ``output`` attribute:
 
-    ``z = [log(max(1 - sum_k sigmoid(s_k), eps)), log sigmoid(s_1), ..., log sigmoid(s_K)]``
+* ``"average"`` (what nnU-Net's predictor gets; the default of :func:`build_tcup_network`):
+  ``z = [1 - sum_k sigma_k, sigma_1, ..., sigma_K]``, linear in ``sigma``. nnU-Net averages network outputs
+  arithmetically (overlapping sliding windows, Gaussian-weighted; mirrors; the folds of ``-f 0 1 ...``), so the
+  averaged ``z`` is ``[1 - sum_k mean(sigma_k), mean(sigma_1), ...]``, and nnU-Net's softmax + argmax of it is
+  exactly the paper's rule "background = 1 - sum sigma, normalise (the sum is already 1), argmax" applied to the
+  *average of the members' sigmoid probabilities* (argmax is invariant to softmax), with no floor and no veto.
+  The saved probabilities (``--save_probabilities``) are ``p = softmax(z_avg)``; since ``sum z = 1`` they are
+  invertible: ``z_k = log p_k - mean_j log p_j + 1 / (K + 1)``, which gives the averaged ``sigma`` back
+  (:func:`nnunet_tcup.review.inputs.tcup_class_scores`). ``p`` itself is *not* the paper's class probability.
+  ``nnUNetv2_ensemble`` averages ``p`` (not ``z``): every member's argmax is kept, and since ``z`` spans at most
+  ``[-(K-1), 1]`` softmax is close to linear there, but the ensemble's label is not in general the paper's rule on
+  the averaged ``sigma`` (it can differ near ties; ``tests/test_class_head_averaging.py`` shows an example).
+  Why ``sigma`` and not ``s_k``: the rule's background ``1 - sum sigma`` is not linear in ``s_k``, so no output
+  linear in ``s_k`` gives the rule by argmax; the paper's rule is defined on probabilities, so those are averaged.
+* ``"loss"`` (training and nnU-Net's per-batch validation step; set by the trainer):
+  ``z = [log(max(1 - sum_k sigma_k, eps)), log sigma_1, ..., log sigma_K]``, so the loss reads ``log sigma_k = z_k``
+  and ``log(1 - sigma_k) = log(-expm1(z_k))`` exactly (:class:`nnunet_tcup.trainers.losses.ClassWeightedBCELoss`:
+  the paper's weighted BCE of the raw ``s_k``). Its argmax is the same rule for one network evaluation; it is never
+  averaged (the trainer switches to ``"average"`` for its final sliding-window validation).
 
-(channel 0 background, fp32). nnU-Net's softmax of ``z`` is ``[max(1 - sum P, eps), P_1, ..., P_K]`` normalised,
-i.e. exactly the paper's rule "background = 1 - sum P, normalise, argmax" (section 5.2): the stock
-``nnUNetv2_predict`` (sliding window, mirroring, ``-f 0 1 ...`` fold averaging of these logits), ``--npz``
-validation, ``nnUNetv2_ensemble`` and export then apply it with no extra step. Training uses ``P_k = exp(z_k)``
-(:class:`nnunet_tcup.trainers.losses.ClassWeightedBCELoss`).
+Both outputs come from the same weights (the output choice is not stored in checkpoints): a model trained with the
+``"loss"``-only head of earlier versions predicts with the ``"average"`` head unchanged.
 
 Where it acts: inside the network's forward; nothing is written into nnunetv2. The trainer records the formulation in
 the plans it saves to the model folder (``plans["tcup_gan"]["formulation"]``), which the predictor passes back to
@@ -19,6 +35,9 @@ the plans it saves to the model folder (``plans["tcup_gan"]["formulation"]``), w
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,21 +45,47 @@ from torch import nn
 PLANS_KEY = "tcup_gan"
 FORMULATIONS = ("regions", "classes")
 BACKGROUND_EPS = 1e-6
+#: Outputs of :class:`SigmoidClassesNetwork` (see the module docstring).
+CLASS_OUTPUTS = ("average", "loss")
+
+
+def average_output(s: torch.Tensor) -> torch.Tensor:
+    """``[1 - sum_k sigmoid(s_k), sigmoid(s_1), ...]`` of sigmoid logits ``(B, K, ...)``: ``(B, K + 1, ...)``, fp32."""
+    sigma = torch.sigmoid(s.float())
+    return torch.cat([1.0 - sigma.sum(dim=1, keepdim=True), sigma], dim=1)
+
+
+def loss_output(s: torch.Tensor, eps: float = BACKGROUND_EPS) -> torch.Tensor:
+    """``[log(max(1 - sum sigmoid(s_k), eps)), log sigmoid(s_1), ...]`` of ``(B, K, ...)``: ``(B, K + 1, ...)``."""
+    s = s.float()
+    background = (1.0 - torch.sigmoid(s).sum(dim=1, keepdim=True)).clamp_min(eps)
+    return torch.cat([torch.log(background), F.logsigmoid(s)], dim=1)
 
 
 class SigmoidClassesNetwork(nn.Module):
-    """``generator`` with ``K`` sigmoid logits -> ``K + 1`` softmax logits (see module docstring); ``(B, K+1, ...)``."""
+    """``generator`` with ``K`` sigmoid logits -> ``K + 1`` softmax logits ``(B, K+1, ...)``; ``output`` is
+    ``"average"`` (inference) or ``"loss"`` (training), see the module docstring."""
 
-    def __init__(self, generator: nn.Module, eps: float = BACKGROUND_EPS):
+    def __init__(self, generator: nn.Module, output: str, eps: float = BACKGROUND_EPS):
         super().__init__()
         self.generator = generator
         self.eps = float(eps)
+        self.output = output
+
+    @property
+    def output(self) -> str:
+        """Which output ``forward`` gives: ``"average"`` or ``"loss"``."""
+        return self._output
+
+    @output.setter
+    def output(self, value: str) -> None:
+        if value not in CLASS_OUTPUTS:
+            raise ValueError(f"classes head output {value!r}: expected one of {CLASS_OUTPUTS}")
+        self._output = value
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.generator(x).float()
-        log_p = F.logsigmoid(s)
-        background = (1.0 - torch.sigmoid(s).sum(dim=1, keepdim=True)).clamp_min(self.eps)
-        return torch.cat([torch.log(background), log_p], dim=1)
+        s = self.generator(x)
+        return average_output(s) if self._output == "average" else loss_output(s, self.eps)
 
     @property
     def head(self) -> nn.Module:
@@ -48,6 +93,26 @@ class SigmoidClassesNetwork(nn.Module):
         head = self.generator.head
         assert isinstance(head, nn.Module)
         return head
+
+
+def set_class_output(network: nn.Module, output: str) -> str | None:
+    """Set the output of a :class:`SigmoidClassesNetwork` (no-op for other networks); returns the previous one."""
+    if not isinstance(network, SigmoidClassesNetwork):
+        return None
+    previous = network.output
+    network.output = output
+    return previous
+
+
+@contextlib.contextmanager
+def class_output(network: nn.Module, output: str) -> Iterator[None]:
+    """Temporarily set the classes head's output (restored afterwards, even on error); no-op for other networks."""
+    previous = set_class_output(network, output)
+    try:
+        yield
+    finally:
+        if previous is not None:
+            set_class_output(network, previous)
 
 
 def plans_formulation(plans: dict) -> str:
@@ -67,7 +132,8 @@ def record_formulation(plans: dict, formulation: str) -> None:
 
 def build_tcup_network(num_input_channels: int, num_output_channels: int, formulation: str) -> nn.Module:
     """The generator for ``regions`` (one logit per region), or wrapped for ``classes`` (``num_output_channels``
-    counts the labels including background, as nnU-Net passes them)."""
+    counts the labels including background, as nnU-Net passes them) with the ``"average"`` output (the trainer
+    switches its own copy to ``"loss"``)."""
     from nnunet_tcup.network_architecture import TCuPGenerator
 
     if formulation == "regions":
@@ -76,7 +142,7 @@ def build_tcup_network(num_input_channels: int, num_output_channels: int, formul
         raise ValueError(
             f"classes formulation needs background + at least one class, got {num_output_channels} output channels"
         )
-    return SigmoidClassesNetwork(TCuPGenerator(num_input_channels, num_output_channels - 1))
+    return SigmoidClassesNetwork(TCuPGenerator(num_input_channels, num_output_channels - 1), output="average")
 
 
 def output_head(network: nn.Module) -> nn.Module:

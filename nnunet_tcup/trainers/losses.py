@@ -21,8 +21,9 @@ Supervised term ``gamma * mean_{b,c,voxels}(W_c * BCE_c)`` with per-channel weig
 Formulations (see :mod:`nnunet_tcup.trainers.class_head`):
 
 * regions (nnU-Net ``regions``, e.g. BraTS WT/TC/ET, sigmoid at inference): ``BCEWithLogits`` of each region logit;
-* classes (a plain label dataset, the paper's formulation): the network outputs ``K + 1`` logits
-  ``z = [log(max(1 - sum_k sigmoid(s_k), eps)), log sigmoid(s_1), ..., log sigmoid(s_K)]``; the loss is the paper's
+* classes (a plain label dataset, the paper's formulation): in training the network gives its ``"loss"`` output,
+  ``K + 1`` logits ``z = [log(max(1 - sum_k sigmoid(s_k), eps)), log sigmoid(s_1), ..., log sigmoid(s_K)]``
+  (at inference it gives nnU-Net another output of the same ``s_k``, linear in ``sigmoid(s_k)``); the loss is the paper's
   weighted BCE of ``P_k = sigmoid(s_k) = exp(z_k)`` against one-hot classes, computed in log space
   (``log P_k = z_k``, ``log(1 - P_k) = log(-expm1(z_k))``), exact and finite in fp32.
 
@@ -110,7 +111,7 @@ def one_hot_foreground(target: torch.Tensor, num_heads: int) -> torch.Tensor:
 def class_log_probs(logits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(log P_k, log(1 - P_k))`` for the class channels ``k >= 1`` of the classes-head logits, fp32.
 
-    ``logits[:, k] = log sigmoid(s_k)`` (see :mod:`nnunet_tcup.trainers.class_head`), so ``log P_k = z_k`` and
+    ``logits[:, k] = log sigmoid(s_k)`` (the head's ``"loss"`` output, :mod:`nnunet_tcup.trainers.class_head`), so ``log P_k = z_k`` and
     ``log(1 - P_k) = log(-expm1(z_k))``; ``z_k`` is clamped just below 0 so the result stays finite.
     """
     z = logits[:, 1:].float()

@@ -7,8 +7,9 @@ kept. What changes, following the paper (section 4.2):
 * network: :class:`nnunet_tcup.network_architecture.TCuPGenerator` (logits, single output, no deep supervision);
   the discriminator :class:`~nnunet_tcup.network_architecture.PatchDiscriminator3D` lives beside it;
 * formulation: on a plain label dataset (``nnunet_tcup convert --mode classes``: NETC, SNFH, ET) the paper's own:
-  three sigmoid outputs, handed to nnU-Net as softmax logits so that its argmax is the paper's label rule
-  (:mod:`nnunet_tcup.trainers.class_head`); on a region dataset (WT, TC, ET) one sigmoid per region;
+  three sigmoid outputs, handed to nnU-Net as softmax logits linear in the sigmoid probabilities, so that its
+  averaging (windows, mirrors, folds) and argmax give the paper's label rule on the averaged probabilities
+  (:mod:`nnunet_tcup.trainers.class_head`; the loss reads a log-probability output of the same head); on a region dataset (WT, TC, ET) one sigmoid per region;
 * losses: ``200 * W * BCE + BCE(D(x, pred), 1)`` for the generator, ``(real + fake) / 2`` for the discriminator (see
   :mod:`nnunet_tcup.trainers.losses`: the paper's class weights on classes, disjoint-class weights on regions);
 * optimisation: Adam, lr 5e-4 (G) / 1e-4 (D), betas (0.5, 0.999) (pix2pix/PatchGAN convention; the paper gives none),
@@ -58,7 +59,13 @@ from torch import distributed as dist
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from nnunet_tcup.io_utils import atomic_output
-from nnunet_tcup.trainers.class_head import build_tcup_network, plans_formulation, record_formulation
+from nnunet_tcup.trainers.class_head import (
+    build_tcup_network,
+    class_output,
+    plans_formulation,
+    record_formulation,
+    set_class_output,
+)
 from nnunet_tcup.trainers.gan_step import GANTargets, OptimiserSlot, gan_train_step, losses_to_host, unwrap
 from nnunet_tcup.trainers.losses import (
     ClassWeightedBCELoss,
@@ -177,6 +184,7 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
                 f"(dataset.json of {self.plans_manager.dataset_name} defines 'ignore')"
             )
         super().initialize()  # generator, its optimiser/scheduler, DDP wrapping, loss
+        set_class_output(unwrap(self.network), "loss")  # classes: the loss reads log sigma (class_head)
         discriminator = self.build_discriminator(
             self.num_input_channels,
             num_mask_channels(self.label_manager.num_segmentation_heads, self.label_manager.has_regions),
@@ -327,6 +335,12 @@ class nnUNetTrainerTCuPGAN(nnUNetTrainer):
             f"generator adversarial loss {np.round(self.logger.get_value('train_adv_losses', step=-1), 4)}, "
             f"discriminator loss {np.round(self.logger.get_value('train_disc_losses', step=-1), 4)}"
         )
+
+    def perform_actual_validation(self, save_probabilities: bool = False) -> None:
+        """nnU-Net's final validation (sliding windows, mirroring) with the classes head's ``"average"`` output, the
+        one the predictor uses (:mod:`.class_head`); the training output is restored afterwards."""
+        with class_output(unwrap(self.network), "average"):
+            super().perform_actual_validation(save_probabilities)
 
     # ------------------------------------------------------------------ checkpoints
     def gan_checkpoint_entries(self) -> dict[str, object]:
