@@ -25,6 +25,7 @@ __all__ = ["SUBCOMMAND_MODULES", "build_parser", "describe_os_error", "main"]
 #: Modules that register subcommands, in the order they are listed by ``nnunet_tcup -h``.
 SUBCOMMAND_MODULES = (
     "nnunet_tcup.demo.cli",  # demo
+    "nnunet_tcup.prediction.cli",  # predict
     "nnunet_tcup.synthetic.cli",  # synth
     "nnunet_tcup.dataset_conversion.cli",  # convert, export
     "nnunet_tcup.evaluation.cli",  # evaluate
@@ -48,8 +49,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nnunet_tcup",
         description="TCuP-GAN for BraTS 2023 with nnU-Net v2: synthetic data, BraTS <-> nnU-Net conversion, "
-        "lesion-wise evaluation and the paper's lesion filter. Training and prediction use the stock "
-        "nnUNetv2_* commands with -tr nnUNetTrainerTCuPGAN.",
+        "lesion-wise evaluation and the paper's lesion filter. Training uses the stock nnUNetv2_* commands with "
+        "-tr nnUNetTrainerTCuPGAN; `predict` segments BraTS cases with a trained model in one command.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
