@@ -140,11 +140,9 @@ def predict_case(
 
 def _check_output_folder(folder: Path, input_dir: Path | None) -> None:
     """ValueError before any work if ``folder`` cannot be the output folder."""
-    probe = folder
-    while not probe.exists() and probe.parent != probe:
-        probe = probe.parent
-    if probe.exists() and not probe.is_dir():
-        raise ValueError(f"{folder}: {probe} is a file, not a folder")
+    from nnunet_tcup.postprocessing.cli import check_output_folder
+
+    check_output_folder(folder)
     if input_dir is not None:
         out, inp = folder.resolve(), Path(input_dir).resolve()
         if out == inp or inp in out.parents:
@@ -190,21 +188,33 @@ def _predict(
     return summary
 
 
+#: torch's deprecation notice printed by every process that imports nnU-Net's architectures (as a PYTHONWARNINGS
+#: entry, so that nnU-Net's spawned workers ignore it too)
+_TORCH_JIT_NOTICE = "ignore:`torch.jit.interface` is deprecated:FutureWarning"
+
+
 @contextlib.contextmanager
 def _quiet_torch_threads(device) -> Iterator[None]:
     """nnUNetv2_predict's thread settings (all cores on the CPU, one thread with CUDA), restored afterwards; nnU-Net's
-    prints to stdout silenced."""
+    prints to stdout and torch's deprecation notice (here and in nnU-Net's workers) silenced."""
     import multiprocessing
 
     import torch
 
     threads = torch.get_num_threads()
     torch.set_num_threads(multiprocessing.cpu_count() if device.type == "cpu" else 1)
+    saved = os.environ.get("PYTHONWARNINGS")
+    os.environ["PYTHONWARNINGS"] = f"{saved},{_TORCH_JIT_NOTICE}" if saved else _TORCH_JIT_NOTICE
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "`torch.jit.interface` is deprecated", FutureWarning)
             yield
     finally:
         torch.set_num_threads(threads)
+        if saved is None:
+            os.environ.pop("PYTHONWARNINGS", None)
+        else:
+            os.environ["PYTHONWARNINGS"] = saved
 
 
 @contextlib.contextmanager
@@ -237,9 +247,8 @@ def _run_nnunet(
     """nnU-Net's predictor on this part of ``inputs``; its failures become one ValueError naming the model."""
     workers = max(1, min(options.num_workers, n_part))
     with _quiet_torch_threads(device):
-        with warnings.catch_warnings():  # torch.jit's deprecation notice on importing nnU-Net's architectures
-            warnings.simplefilter("ignore", FutureWarning)
-            from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+        from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
         predictor = nnUNetPredictor(
             tile_step_size=0.5,
             use_gaussian=True,
