@@ -26,6 +26,7 @@ __all__ = ["SUBCOMMAND_MODULES", "build_parser", "describe_os_error", "error_mes
 #: Modules that register subcommands, in the order they are listed by ``nnunet_tcup -h``.
 SUBCOMMAND_MODULES = (
     "nnunet_tcup.demo.cli",  # demo
+    "nnunet_tcup.prediction.cli",  # predict
     "nnunet_tcup.synthetic.cli",  # synth
     "nnunet_tcup.dataset_conversion.cli",  # convert, export
     "nnunet_tcup.evaluation.cli",  # evaluate
@@ -50,9 +51,9 @@ def build_parser() -> argparse.ArgumentParser:
         prog="nnunet_tcup",
         description="TCuP-GAN for BraTS 2023 with nnU-Net v2: synthetic data, BraTS <-> nnU-Net conversion, "
         "lesion-wise evaluation, the paper's lesion filter and a review of the cases the folds disagree on "
-        "(for human review). Training uses the stock nnUNetv2_train -tr nnUNetTrainerTCuPGAN (found by "
-        "nnU-Net after pip install); nnUNetv2_predict works on the trained models. Exit codes: 0 success, 1 an error while running (one line, --debug for the "
-        "traceback), 2 a usage error (argparse).",
+        "(for human review). Training uses the stock nnUNetv2_train -tr nnUNetTrainerTCuPGAN (found by nnU-Net "
+        "after pip install); `predict` segments BraTS cases with a trained model in one command. Exit codes: 0 "
+        "success, 1 an error while running (one line, --debug for the traceback), 2 a usage error (argparse).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(

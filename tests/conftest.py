@@ -79,4 +79,4 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 # Session-scoped trained tiny model shared by the slow end-to-end tests (imported last: shared_models uses
 # run_command above).
-from shared_models import tiny_gli_dataset, tiny_gli_model  # noqa: E402, F401
+from shared_models import tiny_classes_model, tiny_gli_dataset, tiny_gli_model  # noqa: E402, F401

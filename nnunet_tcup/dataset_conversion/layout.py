@@ -174,6 +174,21 @@ def _case_source(entry: Path, layout: Layout, split: str) -> CaseSource:
     return CaseSource(case_id, entry, tuple(images), seg, split, layout.name)
 
 
+def challenge_of_case_id(case_id: str) -> str | None:
+    """The challenge a case id names (``BraTS-MEN-00001-000`` -> MEN; BraTS 2021/2020 ids -> GLI), else None."""
+    match = CASE_ID_PATTERN.match(case_id)
+    if match is not None:
+        return match.group("challenge")
+    return "GLI" if LEGACY_CASE_ID_PATTERN.match(case_id) else None
+
+
+def read_case_folder(entry: Path, challenge: str, split: str) -> CaseSource:
+    """One case folder (its layout from its name), its files checked for presence, as :func:`discover_cases` does
+    for each case folder it finds; ValueError naming the problem."""
+    entry = Path(entry)
+    return _case_source(entry, _case_layout(entry, check_challenge(challenge)), split)
+
+
 def discover_cases(folder: Path, challenge: str, split: str) -> Discovery:
     """Case folders in ``folder`` (sorted by name), with their files checked for presence; see the module docstring.
 

@@ -38,12 +38,19 @@ class ResultsLayout:
     inference_information: Path
 
 
+def crossval_folder(model_folder: Path, folds: Sequence[int | str]) -> Path:
+    """``MODEL_FOLDER/crossval_results_folds_0_1_...``: where nnUNetv2_find_best_configuration and ``postprocess
+    tune -d`` put the post-processing of the ensemble of ``folds``."""
+    from nnunetv2.utilities.file_path_utilities import folds_tuple_to_string
+
+    return Path(model_folder) / f"crossval_results_folds_{folds_tuple_to_string(tuple(folds))}"
+
+
 def locate_results(dataset: str, trainer: str, plans: str, configuration: str, folds: Sequence[int]) -> ResultsLayout:
     """Resolve the nnU-Net folders (uses $nnUNet_results and $nnUNet_preprocessed); ValueError if any is missing."""
     import os
 
     from nnunetv2.utilities.dataset_name_id_conversion import maybe_convert_to_dataset_name
-    from nnunetv2.utilities.file_path_utilities import folds_tuple_to_string
 
     for var in ("nnUNet_results", "nnUNet_preprocessed"):
         if not os.environ.get(var):
@@ -72,7 +79,7 @@ def locate_results(dataset: str, trainer: str, plans: str, configuration: str, f
     gt_folder = Path(os.environ["nnUNet_preprocessed"]) / dataset_name / "gt_segmentations"
     if not gt_folder.is_dir():
         raise ValueError(f"{gt_folder}: ground truth not found; it is written by nnUNetv2_plan_and_preprocess")
-    crossval = model_folder / f"crossval_results_folds_{folds_tuple_to_string(folds)}"
+    crossval = crossval_folder(model_folder, folds)
     info = Path(os.environ["nnUNet_results"]) / dataset_name / "inference_information.json"
     return ResultsLayout(dataset_name, model_folder, validation, gt_folder, crossval, info)
 
