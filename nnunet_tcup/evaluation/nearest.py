@@ -34,6 +34,9 @@ _TREE_BUILD = 3e-8
 _TREE_QUERY = 4e-8
 _TRANSFORM_VOXEL = 4e-8
 _TRANSFORM_QUERY = 3e-8
+#: Penalty on the tree's estimate when targets outnumber queries: far queries against a large hollow or planar
+#: target set visit many tree nodes (100 us per query measured against a volume's outer shell).
+_SPREAD_TARGETS = 10.0
 #: The local search is tried when there are this many times more targets than queries.
 _LOCAL_RATIO = 8
 #: First margin (voxels) of the local search box around the queries; doubled until every answer is proven.
@@ -50,7 +53,8 @@ def nearest_surfels(points: np.ndarray, targets: np.ndarray, spacing: Sequence[f
     if targets.shape[0] == 0 or points.shape[0] == 0:
         return np.full(points.shape[0], np.inf), np.full(points.shape[0], -1, np.int64)
     scale = np.asarray(spacing, dtype=np.float64)
-    if targets.shape[0] > _LOCAL_RATIO * points.shape[0]:
+    few = targets.shape[0] > _LOCAL_RATIO * points.shape[0]
+    if few and _box_volume(points, _LOCAL_MARGIN) * _LOCAL_RATIO < _box_volume(targets):
         return _local_nearest(points, targets, scale)
     return _global_nearest(points, targets, scale)
 
@@ -70,19 +74,23 @@ def offset_distances(offsets: np.ndarray, scale: np.ndarray) -> np.ndarray:
     return np.sqrt((scaled[:, 0] + scaled[:, 1]) + scaled[:, 2])
 
 
+def _box_volume(points: np.ndarray, margin: int = 0, other: np.ndarray | None = None) -> float:
+    """Voxels in the bounding box of ``points`` (and ``other``) grown by ``margin`` on every side."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    if other is not None:
+        lo, hi = np.minimum(lo, other.min(axis=0)), np.maximum(hi, other.max(axis=0))
+    return float(np.prod(hi - lo + 1 + 2 * margin))
+
+
 def _method(points: np.ndarray, targets: np.ndarray) -> str:
     if METHOD is not None:
         return METHOD
     k, m = points.shape[0], targets.shape[0]
-    volume = float(
-        np.prod(
-            np.maximum(points.max(axis=0), targets.max(axis=0))
-            - np.minimum(points.min(axis=0), targets.min(axis=0))
-            + 1
-        )
-    )
+    volume = _box_volume(points, 0, targets)
     levels = np.log2(m + 2.0)
     tree = _TREE_BUILD * m * levels + _TREE_QUERY * k * levels
+    if m > k:  # a tree over a large spread-out target set degrades for queries far from it (hollow shells)
+        tree *= _SPREAD_TARGETS
     transform = _TRANSFORM_VOXEL * volume + _TRANSFORM_QUERY * (k + m)
     return "transform" if transform < tree else "tree"
 
