@@ -18,8 +18,14 @@ it (growth of the resident set caused by the evaluation, C/C++ buffers included)
 ``tracemalloc`` peak of a second, untimed run (Python/numpy allocations only). Arrays are Fortran-ordered in NIfTI
 ``(x, y, z)`` order (as nibabel gives them), 1 mm.
 
+``--worst [CASE ...]`` runs the worst-input set instead (``WORST_CASES``; all of them when no CASE is named): a
+predicted region covering most of the brain, ~1,000 and ~4,000 specks, an empty prediction, an empty ground truth,
+the whole volume predicted, the large region plus ~1,100 specks (opt-in: ``noise``, labels drawn voxel by voxel).
+One table row per case: our and the reference's CPU seconds, their ratio, identical yes/no (every metric, lesion and
+id equal), peak RSS growth of each and our tracemalloc peak. ``--skip-reference`` times ours only (no ratio).
+
 Usage: ``python benchmarks/bench_evaluation.py [--cases 3] [--many 1] [--components 1100] [--scaling] [--challenge GLI]
-[--seed 0]``
+[--seed 0] [--worst [CASE ...]] [--skip-reference]``
 """
 
 from __future__ import annotations

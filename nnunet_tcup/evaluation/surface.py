@@ -12,8 +12,12 @@ same arrays value for value, faster:
   any mask made of whole components (a GT lesion, the components matching it, a whole region) takes its surfels by
   selection (:meth:`ComponentSurfels.select`). Small components are coded all at once from their voxel lists,
   large ones in their own bounding box, so the cost grows with voxels plus components.
-* The distance transform is replaced by a k-d tree query between the two surfel sets, each distance then computed
-  from the integer offset exactly as the EDT computes it (:func:`nearest_distances`).
+* Each surfel's nearest surfel on the other side comes from :mod:`~nnunet_tcup.evaluation.nearest`: a k-d tree
+  query or, when the surfaces are large, the library's own feature transform over the box holding both, whichever
+  is estimated cheaper (so a case costs at most a few transforms of its box, whatever its surface sizes); each
+  distance is computed from the integer offset exactly as the EDT computes it (:func:`nearest_distances`).
+* The ``(distance, area)`` pairs are sorted as packed 64-bit keys (:func:`_sorted_distances`), in the library's
+  order, so the robust Hausdorff distance reads the same arrays.
 
 Coordinates are cell indices in the axis order of the arrays; ``spacing`` is in mm in the same order.
 """
