@@ -118,3 +118,22 @@ def test_sorted_distances_packed_and_fallback_equal_lexsort():
         order = np.lexsort((areas, distances))
         got_d, got_a = surface._sorted_distances(distances, areas)
         assert np.array_equal(got_d, distances[order]) and np.array_equal(got_a, areas[order]), trial
+
+
+def test_method_choice_bounds_the_cost(monkeypatch):
+    """Huge surfaces go to the feature transform (cost of their box), a large spread target set too (the tree
+    degrades against shells), moderate sets in a big box to the tree; ``METHOD`` forces either."""
+    rng = np.random.default_rng(0)
+    box = np.array([240, 240, 155])
+    huge = rng.integers(0, box, (2_000_000, 3))
+    lesion = rng.integers(100, 130, (3_000, 3))
+    shell = np.concatenate([rng.integers(0, box, (264_000, 3)) * [0, 1, 1], [[239, 239, 154]]])
+    gt = rng.integers(30, box - 30, (30_000, 3))
+    specks = rng.integers(0, box, (60_000, 3))
+    assert nearest._method(huge, lesion) == "transform"  # 2M queries: a box transform is cheaper than 2M lookups
+    assert nearest._method(lesion, huge) == "transform"
+    assert nearest._method(gt, shell) == "transform"
+    assert nearest._method(gt, specks) == "tree"
+    assert nearest._method(lesion[:100], lesion) == "tree"
+    monkeypatch.setattr(nearest, "METHOD", "tree")
+    assert nearest._method(huge, lesion) == "tree"

@@ -34,9 +34,11 @@ _TREE_BUILD = 3e-8
 _TREE_QUERY = 4e-8
 _TRANSFORM_VOXEL = 4e-8
 _TRANSFORM_QUERY = 3e-8
-#: Penalty on the tree's estimate when targets outnumber queries: far queries against a large hollow or planar
-#: target set visit many tree nodes (100 us per query measured against a volume's outer shell).
+#: Penalty on the tree's estimate when targets outnumber queries and ``_SPREAD_MIN``: far queries against a large
+#: hollow or planar target set visit many tree nodes (100 us per query measured against a volume's outer shell).
 _SPREAD_TARGETS = 10.0
+#: Target count above which the penalty applies (below it, a tree stays cheap even against a shell).
+_SPREAD_MIN = 100_000
 #: The local search is tried when there are this many times more targets than queries.
 _LOCAL_RATIO = 8
 #: First margin (voxels) of the local search box around the queries; doubled until every answer is proven.
@@ -89,7 +91,7 @@ def _method(points: np.ndarray, targets: np.ndarray) -> str:
     volume = _box_volume(points, 0, targets)
     levels = np.log2(m + 2.0)
     tree = _TREE_BUILD * m * levels + _TREE_QUERY * k * levels
-    if m > k:  # a tree over a large spread-out target set degrades for queries far from it (hollow shells)
+    if m > max(k, _SPREAD_MIN):  # a tree over a large spread-out target set degrades for queries far from it
         tree *= _SPREAD_TARGETS
     transform = _TRANSFORM_VOXEL * volume + _TRANSFORM_QUERY * (k + m)
     return "transform" if transform < tree else "tree"
