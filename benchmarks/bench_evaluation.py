@@ -18,8 +18,14 @@ it (growth of the resident set caused by the evaluation, C/C++ buffers included)
 ``tracemalloc`` peak of a second, untimed run (Python/numpy allocations only). Arrays are Fortran-ordered in NIfTI
 ``(x, y, z)`` order (as nibabel gives them), 1 mm.
 
+``--worst [CASE ...]`` runs the worst-input set instead (``WORST_CASES``; all of them when no CASE is named): a
+predicted region covering most of the brain, ~1,000 and ~4,000 specks, an empty prediction, an empty ground truth,
+the whole volume predicted, the large region plus ~1,100 specks (opt-in: ``noise``, labels drawn voxel by voxel).
+One table row per case: our and the reference's CPU seconds, their ratio, identical yes/no (every metric, lesion and
+id equal), peak RSS growth of each and our tracemalloc peak. ``--skip-reference`` times ours only (no ratio).
+
 Usage: ``python benchmarks/bench_evaluation.py [--cases 3] [--many 1] [--components 1100] [--scaling] [--challenge GLI]
-[--seed 0]``
+[--seed 0] [--worst [CASE ...]] [--skip-reference]``
 """
 
 from __future__ import annotations
@@ -105,6 +111,61 @@ def add_specks(pred: np.ndarray, gt: np.ndarray, components: int, seed: int) -> 
     for corner, size in zip(corners, rng.integers(1, 3, (components, 3))):
         pred[tuple(slice(c, c + s) for c, s in zip(corner, size))] = 3
     return pred
+
+
+#: The worst-input set (``--worst``): full-size predictions that stress the evaluation's cost.
+WORST_CASES: dict[str, str] = {
+    "large": "predicted WT covers most of the brain (blotchy: ~12 % of it missing in blobs), TC/ET as predicted",
+    "specks1000": "typical prediction plus ~1,000 small ET components",
+    "specks4000": "typical prediction plus ~4,000 small ET components",
+    "empty-pred": "empty prediction",
+    "empty-gt": "empty ground truth, typical prediction",
+    "whole": "prediction = the whole volume (label 3 everywhere: WT = TC = ET = every voxel)",
+    "large+specks": "the large region plus ~1,100 small ET components",
+}
+#: Opt-in stress case (``--worst noise``): labels drawn voxel by voxel in the brain (surfaces of millions of
+#: surfels, one component touching every lesion); its cost grows with lesions x volume.
+EXTRA_CASES: dict[str, str] = {"noise": "labels 0-3 drawn voxel by voxel inside the brain"}
+
+
+def _brain() -> np.ndarray:
+    box, mask = _ball(SHAPE, np.array([120.0, 120.0, 77.0]), np.array([74.0, 90.0, 64.0]))
+    brain = np.zeros(SHAPE, bool)
+    brain[box] = mask
+    return brain
+
+
+def _large_region(pred: np.ndarray, seed: int) -> np.ndarray:
+    """SNFH over the brain minus blobs of smoothed noise (~12 % of it), the predicted NETC / ET kept."""
+    rng = np.random.default_rng(seed + 20_000)
+    brain = _brain()
+    noise = ndimage.gaussian_filter(rng.standard_normal(SHAPE).astype(np.float32), 2.0)
+    out = np.where(brain & (noise > np.quantile(noise[brain], 0.12)), 2, 0).astype(np.uint8)
+    core = (pred == 1) | (pred == 3)
+    out[core] = pred[core]
+    return out
+
+
+def make_worst(name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(gt, pred) of one worst-input case (``WORST_CASES`` / ``EXTRA_CASES``), GT from :func:`make_case`."""
+    gt, pred = make_case(seed)
+    if name == "large":
+        return gt, _large_region(pred, seed)
+    if name == "large+specks":
+        return gt, add_specks(_large_region(pred, seed), gt, 1100, seed)
+    if name in ("specks1000", "specks4000"):
+        return gt, add_specks(pred, gt, int(name[6:]), seed)
+    if name == "empty-pred":
+        return gt, np.zeros_like(pred)
+    if name == "empty-gt":
+        return np.zeros_like(gt), pred
+    if name == "whole":
+        return gt, np.full_like(pred, 3)
+    if name == "noise":
+        rng = np.random.default_rng(seed + 30_000)
+        labels = rng.choice(np.array([0, 1, 2, 3], np.uint8), SHAPE, p=[0.1, 0.3, 0.35, 0.25])
+        return gt, np.where(_brain(), labels, 0).astype(np.uint8)
+    raise ValueError(f"unknown worst-input case {name!r}: expected one of {', '.join({**WORST_CASES, **EXTRA_CASES})}")
 
 
 def _evaluate(kind: str, gt: np.ndarray, pred: np.ndarray, challenge: str) -> dict:
@@ -253,6 +314,40 @@ def scaling(gt: np.ndarray, pred: np.ndarray, challenge: str, components: int, s
         )
 
 
+def worst_inputs(names: list[str], challenge: str, seed: int, tmp: str, skip_reference: bool) -> bool:
+    """Worst-input set: each case timed for ours and the reference in fresh child processes, one table row each
+    (printed as it finishes). Returns whether every compared case was identical."""
+    print(
+        f"worst-input set ({challenge}, full size {SHAPE}, case seed {seed}); CPU = process CPU seconds of the "
+        "evaluation; memory = peak RSS growth (ru_maxrss after - before, MiB) and, for ours, tracemalloc peak (MiB)"
+    )
+    header = f"{'case':13s} {'ours CPU':>9s} {'ref CPU':>9s} {'ratio':>7s} {'identical':>9s} {'ours RSS':>9s} "
+    print(header + f"{'ours tracemalloc':>16s} {'ref RSS':>8s}  predicted components WT/TC/ET")
+    all_identical = True
+    for name in names:
+        gt, pred = make_worst(name, seed)
+        path = os.path.join(tmp, f"worst_{name}.npz")
+        np.savez(path, gt=gt, pred=pred)
+        fast = run_child("fast", path, challenge)
+        ref_cpu, ratio, identical, ref_rss = "-", "-", "-", "-"
+        if not skip_reference:
+            ref = run_child("reference", path, challenge)
+            try:
+                same = compare(fast["result"], ref["result"]) == 0
+            except AssertionError:
+                same = False
+            all_identical &= same
+            ref_cpu, identical = f"{ref['cpu_seconds']:.2f}", "yes" if same else "NO"
+            ratio, ref_rss = f"{ref['cpu_seconds'] / fast['cpu_seconds']:.1f}x", f"{ref['rss_growth_mib']:.0f}"
+        counts = "/".join(str(_count_components(np.isin(pred, labels))) for labels in ((1, 2, 3), (1, 3), (3,)))
+        print(
+            f"{name:13s} {fast['cpu_seconds']:9.2f} {ref_cpu:>9s} {ratio:>7s} {identical:>9s} "
+            f"{fast['rss_growth_mib']:9.0f} {fast['traced_mib']:16.0f} {ref_rss:>8s}  {counts}",
+            flush=True,
+        )
+    return all_identical
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--cases", type=int, default=3, help="typical full-size cases (default 3)")
@@ -263,11 +358,21 @@ def main() -> int:
     parser.add_argument("--scaling", action="store_true", help="also time the fast implementation vs #components")
     parser.add_argument("--challenge", default="GLI", help="challenge parameters to use (default GLI)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first case (default 0)")
+    parser.add_argument(
+        "--worst", nargs="*", metavar="CASE", choices=[*WORST_CASES, *EXTRA_CASES],
+        help=f"run the worst-input set instead (all of {', '.join(WORST_CASES)} when no CASE is named; opt-in: "
+        f"{', '.join(EXTRA_CASES)})",
+    )  # fmt: skip
+    parser.add_argument("--skip-reference", action="store_true", help="worst-input set: time ours only")
     args = parser.parse_args()
     sys.path.insert(0, str(REPO))
     from nnunet_tcup.challenges import check_challenge
 
     challenge = check_challenge(args.challenge)
+    if args.worst is not None:
+        with tempfile.TemporaryDirectory() as tmp:
+            same = worst_inputs(args.worst or list(WORST_CASES), challenge, args.seed, tmp, args.skip_reference)
+        return 0 if same else 1
     totals: dict[str, dict[str, list]] = {}
     worst_all = 0.0
     with tempfile.TemporaryDirectory() as tmp:

@@ -27,7 +27,10 @@ Algorithm (per region WT / TC / ET), identical in every number to the official 2
 
 Cost grows with voxels plus components, never their product: one crop to the labelled part of the case, one
 labelling of GT and prediction per region, per-lesion work in the lesion's box, surfels computed once per
-component and selected per lesion (:mod:`~nnunet_tcup.evaluation.surface`).
+component and selected per lesion (:mod:`~nnunet_tcup.evaluation.surface`). Nearest surfels are found by a k-d
+tree or by a feature transform of the box holding both surfaces (:mod:`~nnunet_tcup.evaluation.nearest`), so huge
+surfaces cost at most their box's volume; a predicted component matching several lesions is measured against each
+of them (about one such box per lesion, as the official metric requires each lesion's own HD95).
 
 The primitives (masks, labelling, dilation, matching, boxes, surfaces, formulas) live in
 :mod:`~nnunet_tcup.evaluation.components`, :mod:`~nnunet_tcup.evaluation.boxes`,

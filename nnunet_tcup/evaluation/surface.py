@@ -12,8 +12,12 @@ same arrays value for value, faster:
   any mask made of whole components (a GT lesion, the components matching it, a whole region) takes its surfels by
   selection (:meth:`ComponentSurfels.select`). Small components are coded all at once from their voxel lists,
   large ones in their own bounding box, so the cost grows with voxels plus components.
-* The distance transform is replaced by a k-d tree query between the two surfel sets, each distance then computed
-  from the integer offset exactly as the EDT computes it (:func:`nearest_distances`).
+* Each surfel's nearest surfel on the other side comes from :mod:`~nnunet_tcup.evaluation.nearest`: a k-d tree
+  query or, when the surfaces are large, the library's own feature transform over the box holding both, whichever
+  is estimated cheaper (so a case costs at most a few transforms of its box, whatever its surface sizes); each
+  distance is computed from the integer offset exactly as the EDT computes it (:func:`nearest_distances`).
+* The ``(distance, area)`` pairs are sorted as packed 64-bit keys (:func:`_sorted_distances`), in the library's
+  order, so the robust Hausdorff distance reads the same arrays.
 
 Coordinates are cell indices in the axis order of the arrays; ``spacing`` is in mm in the same order.
 """
@@ -27,6 +31,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from nnunet_tcup.evaluation.boxes import Box, component_boxes
+from nnunet_tcup.evaluation.nearest import nearest_distances, nearest_surfels
 from nnunet_tcup.evaluation.validation import check_spacing
 
 __all__ = [
@@ -176,51 +181,30 @@ def _box_surfels(labels: np.ndarray, label_id: int, box: Box) -> tuple[np.ndarra
     return cells, values, np.full(values.size, label_id, np.int64)
 
 
-def nearest_surfels(points: np.ndarray, targets: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """For each integer position in ``points`` (k, 3): the distance (mm) to the nearest one in ``targets`` (m, 3)
-    and that target's row (``(distances, index)``; ``inf`` and -1 when there is no target).
-
-    The nearest target comes from a k-d tree (a point that is also a target is its own nearest, found by key
-    lookup); the distance is then computed from the integer offset exactly as
-    ``scipy.ndimage.distance_transform_edt(..., sampling=spacing)`` computes it (scaled offsets, squared, summed
-    axis by axis, square root), so values equal the library's EDT-based ones.
-    """
-    from scipy.spatial import cKDTree
-
-    distances = np.full(points.shape[0], np.inf)
-    index = np.full(points.shape[0], -1, np.int64)
-    if targets.shape[0] == 0 or points.shape[0] == 0:
-        return distances, index
-    lowest = np.minimum(points.min(axis=0), targets.min(axis=0))
-    extent = tuple(np.maximum(points.max(axis=0), targets.max(axis=0)) - lowest + 1)
-    target_keys = np.ravel_multi_index((targets - lowest).T, extent)
-    order = np.argsort(target_keys, kind="stable")
-    point_keys = np.ravel_multi_index((points - lowest).T, extent)
-    found = np.minimum(np.searchsorted(target_keys[order], point_keys), order.size - 1)
-    shared = target_keys[order[found]] == point_keys
-    distances[shared] = 0.0
-    index[shared] = order[found[shared]]
-    rest = np.flatnonzero(~shared)
-    if rest.size:
-        scale = np.asarray(spacing, dtype=np.float64)
-        tree = cKDTree(targets * scale, leafsize=32, balanced_tree=False, compact_nodes=False)
-        _, nearest = tree.query(points[rest] * scale, k=1)
-        offsets = (targets[nearest] - points[rest]).astype(np.float64)
-        offsets *= scale
-        np.multiply(offsets, offsets, out=offsets)
-        distances[rest] = np.sqrt((offsets[:, 0] + offsets[:, 1]) + offsets[:, 2])
-        index[rest] = nearest
-    return distances, index
-
-
-def nearest_distances(points: np.ndarray, targets: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
-    """Distance (mm) from each integer position in ``points`` to the nearest one in ``targets`` (see
-    :func:`nearest_surfels`); ``inf`` when there is no target."""
-    return nearest_surfels(points, targets, spacing)[0]
-
-
 def _sorted_distances(distances: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    order = np.lexsort((areas, distances))  # the library sorts (distance, area) tuples
+    """``(distances, areas)`` sorted as the library sorts its ``(distance, area)`` tuples (by distance, then area).
+
+    Each pair is packed into one unsigned 64-bit key (the distance's bits, offset from the smallest positive
+    distance's, above the area's rank among the distinct areas) and the keys are sorted by value, which orders
+    them exactly as the pairs; a lexicographic argsort is the fallback when the keys do not fit.
+    """
+    distances = np.asarray(distances, dtype=np.float64)
+    areas = np.asarray(areas, dtype=np.float64)
+    values = np.unique(areas)
+    rank_bits = max(int(values.size - 1).bit_length(), 1)
+    positive = distances > 0
+    if distances.size and np.all(np.isfinite(distances)) and np.all(distances >= 0) and positive.any():
+        bits = distances.view(np.uint64)
+        lowest = bits[positive].min()
+        span = int(bits.max()) - int(lowest) + 2  # keys 1.. for positive distances, 0 for zero
+        if span < 1 << (64 - rank_bits):
+            keys = np.where(positive, bits - (lowest - np.uint64(1)), np.uint64(0)) << np.uint64(rank_bits)
+            keys |= np.searchsorted(values, areas).astype(np.uint64)
+            keys.sort()
+            packed = keys >> np.uint64(rank_bits)
+            found = np.where(packed > 0, packed + (lowest - np.uint64(1)), np.uint64(0)).view(np.float64)
+            return found, values[(keys & np.uint64((1 << rank_bits) - 1)).astype(np.intp)]
+    order = np.lexsort((areas, distances))
     return distances[order], areas[order]
 
 

@@ -1,0 +1,177 @@
+"""Nearest target among integer grid positions, with the distances ``scipy.ndimage.distance_transform_edt`` gives.
+
+For each query position (a surfel's cell index) the nearest target position and its distance in mm. Two exact
+methods, chosen per call by an estimate of their cost (``METHOD`` forces one):
+
+* ``"tree"``: a k-d tree over the targets (cost grows with the numbers of queries and targets);
+* ``"transform"``: scipy's Euclidean feature transform over the box holding queries and targets, the algorithm the
+  DeepMind library itself runs (cost grows with the box's volume, whatever the surfaces' sizes).
+
+Either way the distance is then computed from the integer offset exactly as ``distance_transform_edt(...,
+sampling=spacing)`` computes it (offsets scaled, squared, summed axis by axis, square root), so values equal the
+library's. A few queries against many targets first look for their nearest target in a box around them, growing it
+until every answer is proven (no target outside the box can be nearer).
+
+Positions are ``(n, 3)`` integer arrays in the axis order of ``spacing`` (mm).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+
+from nnunet_tcup.evaluation.validation import check_spacing
+
+__all__ = ["METHOD", "nearest_distances", "nearest_surfels"]
+
+#: ``None``: cheaper method by estimate; ``"tree"`` or ``"transform"``: always that one (tests use both).
+METHOD: str | None = None
+
+# Cost estimates in seconds (measured on one core): k-d tree build per target and level, query per query and
+# level; feature transform per voxel of the box, gather per query.
+_TREE_BUILD = 3e-8
+_TREE_QUERY = 4e-8
+_TRANSFORM_VOXEL = 4e-8
+_TRANSFORM_QUERY = 3e-8
+#: Penalty on the tree's estimate when targets outnumber queries and ``_SPREAD_MIN``: far queries against a large
+#: hollow or planar target set visit many tree nodes (100 us per query measured against a volume's outer shell).
+_SPREAD_TARGETS = 10.0
+#: Target count above which the penalty applies (below it, a tree stays cheap even against a shell).
+_SPREAD_MIN = 100_000
+#: The local search is tried when there are this many times more targets than queries.
+_LOCAL_RATIO = 8
+#: First margin (voxels) of the local search box around the queries; doubled until every answer is proven.
+_LOCAL_MARGIN = 6
+
+
+def nearest_surfels(points: np.ndarray, targets: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
+    """For each integer position in ``points`` (k, 3): the distance (mm) to the nearest one in ``targets`` (m, 3)
+    and that target's row (``(distances, index)``; ``inf`` and -1 when there is no target). Among equally near
+    targets any one may be given; the distance is the same."""
+    spacing = check_spacing(spacing)
+    points = np.asarray(points, dtype=np.int64).reshape(-1, 3)
+    targets = np.asarray(targets, dtype=np.int64).reshape(-1, 3)
+    if targets.shape[0] == 0 or points.shape[0] == 0:
+        return np.full(points.shape[0], np.inf), np.full(points.shape[0], -1, np.int64)
+    scale = np.asarray(spacing, dtype=np.float64)
+    few = targets.shape[0] > _LOCAL_RATIO * points.shape[0]
+    if few and _box_volume(points, _LOCAL_MARGIN) * _LOCAL_RATIO < _box_volume(targets):
+        return _local_nearest(points, targets, scale)
+    return _global_nearest(points, targets, scale)
+
+
+def nearest_distances(points: np.ndarray, targets: np.ndarray, spacing: Sequence[float]) -> np.ndarray:
+    """Distance (mm) from each integer position in ``points`` to the nearest one in ``targets`` (see
+    :func:`nearest_surfels`); ``inf`` when there is no target."""
+    return nearest_surfels(points, targets, spacing)[0]
+
+
+def offset_distances(offsets: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """Length (mm) of integer offsets ``(n, 3)`` as ``distance_transform_edt`` computes it: each axis scaled and
+    squared, the squares summed in axis order, then the square root."""
+    scaled = offsets.astype(np.float64)
+    scaled *= scale
+    np.multiply(scaled, scaled, out=scaled)
+    return np.sqrt((scaled[:, 0] + scaled[:, 1]) + scaled[:, 2])
+
+
+def _box_volume(points: np.ndarray, margin: int = 0, other: np.ndarray | None = None) -> float:
+    """Voxels in the bounding box of ``points`` (and ``other``) grown by ``margin`` on every side."""
+    lo, hi = points.min(axis=0), points.max(axis=0)
+    if other is not None:
+        lo, hi = np.minimum(lo, other.min(axis=0)), np.maximum(hi, other.max(axis=0))
+    return float(np.prod(hi - lo + 1 + 2 * margin))
+
+
+def _method(points: np.ndarray, targets: np.ndarray) -> str:
+    if METHOD is not None:
+        return METHOD
+    k, m = points.shape[0], targets.shape[0]
+    volume = _box_volume(points, 0, targets)
+    levels = np.log2(m + 2.0)
+    tree = _TREE_BUILD * m * levels + _TREE_QUERY * k * levels
+    if m > max(k, _SPREAD_MIN):  # a tree over a large spread-out target set degrades for queries far from it
+        tree *= _SPREAD_TARGETS
+    transform = _TRANSFORM_VOXEL * volume + _TRANSFORM_QUERY * (k + m)
+    return "transform" if transform < tree else "tree"
+
+
+def _global_nearest(points: np.ndarray, targets: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    if _method(points, targets) == "transform":
+        return _transform_nearest(points, targets, scale)
+    return _tree_nearest(points, targets, scale)
+
+
+def _tree_nearest(points: np.ndarray, targets: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """k-d tree over the targets; a query at a target's own position is answered by key lookup (distance 0)."""
+    from scipy.spatial import cKDTree
+
+    distances = np.zeros(points.shape[0])
+    lowest = np.minimum(points.min(axis=0), targets.min(axis=0))
+    extent = tuple(np.maximum(points.max(axis=0), targets.max(axis=0)) - lowest + 1)
+    target_keys = np.ravel_multi_index((targets - lowest).T, extent)
+    order = np.argsort(target_keys, kind="stable")
+    point_keys = np.ravel_multi_index((points - lowest).T, extent)
+    found = np.minimum(np.searchsorted(target_keys[order], point_keys), order.size - 1)
+    index = order[found]
+    rest = np.flatnonzero(target_keys[index] != point_keys)
+    if rest.size:
+        tree = cKDTree(targets * scale, leafsize=32, balanced_tree=False, compact_nodes=False)
+        _, nearest = tree.query(points[rest] * scale, k=1)
+        distances[rest] = offset_distances(targets[nearest] - points[rest], scale)
+        index[rest] = nearest
+    return distances, index
+
+
+def _transform_nearest(points: np.ndarray, targets: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Feature transform (``distance_transform_edt(..., return_indices=True)``) over the box of queries and
+    targets; each query reads its nearest target's position there."""
+    from scipy import ndimage
+
+    lowest = np.minimum(points.min(axis=0), targets.min(axis=0))
+    shape = tuple(int(e) for e in np.maximum(points.max(axis=0), targets.max(axis=0)) - lowest + 1)
+    target_keys = np.ravel_multi_index((targets - lowest).T, shape)
+    background = np.ones(shape, bool)
+    background.reshape(-1)[target_keys] = False
+    features = ndimage.distance_transform_edt(background, sampling=scale, return_distances=False, return_indices=True)
+    local = points - lowest
+    point_keys = np.ravel_multi_index(local.T, shape)
+    nearest = np.empty_like(local)
+    for axis in range(3):
+        nearest[:, axis] = features[axis].reshape(-1)[point_keys]
+    del features
+    rows = np.empty(int(np.prod(shape)), np.int64)  # target row by position (only targets' entries are read)
+    rows[target_keys] = np.arange(targets.shape[0])
+    index = rows[np.ravel_multi_index(nearest.T, shape)]
+    return offset_distances(nearest - local, scale), index
+
+
+def _local_nearest(points: np.ndarray, targets: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Few queries, many targets: search the targets inside the queries' box grown by a margin; an answer is
+    proven when it is nearer than the box's faces that cut targets off (a target beyond a face is at least that
+    far along one axis); the others are searched again with the margin doubled."""
+    distances = np.full(points.shape[0], np.inf)
+    index = np.full(points.shape[0], -1, np.int64)
+    target_lo, target_hi = targets.min(axis=0), targets.max(axis=0)
+    todo = np.arange(points.shape[0])
+    margin = _LOCAL_MARGIN
+    while todo.size:
+        query = points[todo]
+        lo = np.maximum(query.min(axis=0) - margin, target_lo)
+        hi = np.minimum(query.max(axis=0) + margin, target_hi)
+        inside = np.flatnonzero(np.all((targets >= lo) & (targets <= hi), axis=1))
+        if inside.size == 0:
+            margin *= 2
+            continue
+        found, rows = _global_nearest(query, targets[inside], scale)
+        # distance from each query to the nearest face that cut targets off (inf where nothing was cut)
+        below = np.where(lo > target_lo, query - lo + 1, np.iinfo(np.int64).max // 4)
+        above = np.where(hi < target_hi, hi - query + 1, np.iinfo(np.int64).max // 4)
+        gap = np.sqrt(np.square(np.minimum(below, above) * scale)).min(axis=1)
+        proven = (found < gap) | np.all((lo <= target_lo) & (hi >= target_hi))
+        distances[todo[proven]] = found[proven]
+        index[todo[proven]] = inside[rows[proven]]
+        todo = todo[~proven]
+        margin *= 2
+    return distances, index
