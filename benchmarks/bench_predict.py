@@ -9,9 +9,9 @@ What it does (``--work-dir`` keeps everything; a re-run reuses the plan, the mod
    trainer's own ``build_network_architecture``, as the predictor builds it:
    - ``tcup``   ``nnUNetTrainerTCuPGAN`` (the TCuP-GAN generator, paper widths);
    - ``nnunet`` ``nnUNetTrainer`` (nnU-Net's default PlainConvUNet for these plans);
-   - ``tcup_trainloop`` (not run unless named): the ``tcup`` model with its ConvLSTMs forced through the training
-     loop (``FusedRecurrence``) under inference mode, i.e. the code before the inference loop of
-     ``network_architecture/_inference_recurrence.py``: the before/after of that change in the same run.
+   - ``tcup_trainpath`` (not run unless named): the ``tcup`` model forced through its training-path forward under
+     inference mode (ConvLSTMs through ``FusedRecurrence``, decoder in the training layout), i.e. the code before the
+     inference path (``network_architecture/_inference_recurrence.py``): the before/after in the same run.
 3. Rows: each (network, mirroring on/off, threads) runs in a fresh process: ``nnUNetPredictor`` (step 0.5, Gaussian
    weighting, CPU) initialised from the model folder exactly as ``nnUNetv2_predict`` does, then one full-size case
    through ``predict_from_files_sequential`` (the stock preprocessing, sliding window, resampling and NIfTI export
@@ -42,7 +42,7 @@ from pathlib import Path
 
 FULL_SHAPE = (240, 240, 155)
 SMOKE_SHAPE = (40, 36, 28)
-NETWORKS = {"tcup": "nnUNetTrainerTCuPGAN", "nnunet": "nnUNetTrainer", "tcup_trainloop": "nnUNetTrainerTCuPGAN"}
+NETWORKS = {"tcup": "nnUNetTrainerTCuPGAN", "nnunet": "nnUNetTrainer", "tcup_trainpath": "nnUNetTrainerTCuPGAN"}
 MIRROR_AXES = (0, 1, 2)
 PHASES = ("network", "window", "preprocess", "export")
 
@@ -102,7 +102,7 @@ def make_model_folders(mode_dir: Path) -> None:
     num_inputs = determine_num_input_channels(plans_manager, configuration, dataset_json)
     num_outputs = plans_manager.get_label_manager(dataset_json).num_segmentation_heads
     for name, trainer_name in NETWORKS.items():
-        if name == "tcup_trainloop":
+        if name == "tcup_trainpath":
             continue  # uses the tcup model folder
         folder = mode_dir / "models" / name
         if (folder / "fold_0" / "checkpoint_final.pth").is_file():
@@ -184,10 +184,11 @@ def run_row(mode_dir: Path, network: str, mirroring: str, threads: int) -> dict:
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     info = json.loads((mode_dir / "plan.json").read_text())
-    if network == "tcup_trainloop":
+    if network == "tcup_trainpath":
         import nnunet_tcup.network_architecture.convlstm as convlstm
+        import nnunet_tcup.network_architecture.generator as generator
 
-        convlstm.needs_autograd = lambda *tensors: True  # type: ignore[assignment]  # always the training loop
+        convlstm.needs_autograd = generator.needs_autograd = lambda *tensors: True  # type: ignore[assignment]
     timer = PhaseTimer()
     load_start = time.perf_counter()
     predictor = nnUNetPredictor(
@@ -200,7 +201,7 @@ def run_row(mode_dir: Path, network: str, mirroring: str, threads: int) -> dict:
         verbose_preprocessing=False,
         allow_tqdm=False,
     )
-    model = mode_dir / "models" / ("tcup" if network == "tcup_trainloop" else network)
+    model = mode_dir / "models" / ("tcup" if network == "tcup_trainpath" else network)
     predictor.initialize_from_trained_model_folder(str(model), (0,), "checkpoint_final.pth")
     load_s = time.perf_counter() - load_start
     timer.hook(predictor.network)
@@ -262,7 +263,7 @@ def print_table(rows: list[dict], info: dict) -> None:
     for row in rows:
         if row["network"] != "tcup":
             continue
-        for name in ("nnunet", "tcup_trainloop"):
+        for name in ("nnunet", "tcup_trainpath"):
             other = by_key.get(row_key(name, row["mirroring"], row["threads"]))
             if other is not None:
                 print(

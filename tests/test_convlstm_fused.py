@@ -217,9 +217,11 @@ def test_outputs_are_not_overwritten_by_the_next_call():
     torch.testing.assert_close(c1, kept[1], atol=0, rtol=0)
     h1, c1 = layer(x1.clone().requires_grad_(True))
     (h1.sum() + c1.sum()).backward()
-    kept = (h1.detach().clone(), c1.detach().clone())
+    h1, c1 = h1.detach(), c1.detach()  # the graph goes: its buffer set returns to the pool
+    kept = (h1.clone(), c1.clone())
     h2, c2 = layer(x2.clone().requires_grad_(True))
     (h2.sum() + c2.sum()).backward()
+    del h2, c2
     assert len(layer.buffer_pool) == 1  # the same set served both training calls
     torch.testing.assert_close(h1, kept[0], atol=0, rtol=0)
     torch.testing.assert_close(c1, kept[1], atol=0, rtol=0)
@@ -244,9 +246,9 @@ def test_inference_mode_buffers_are_not_used_for_training_and_casts_clear_the_po
     assert len(copy.buffer_pool) == 0
     layer.eval()  # nnU-Net's validation: the training-shape buffers are let go
     assert len(layer.buffer_pool) == 0
-    h, _ = layer(x.double().requires_grad_(True))
+    h, c = layer(x.double().requires_grad_(True))
     h.sum().backward()
-    del h
+    del h, c
     layer.eval()  # no switch, nothing dropped
     assert len(layer.buffer_pool) == 1
     layer.train()
