@@ -203,7 +203,8 @@ def test_two_live_graphs_never_share_buffers():
 
 
 def test_outputs_are_not_overwritten_by_the_next_call():
-    """Under no_grad the buffers go back to the pool at once; the returned tensors must not be views of them."""
+    """Under no_grad (the inference loop, no pooled buffers) and in training (buffers back to the pool after the
+    backward) the returned tensors are never views of reused memory."""
     torch.manual_seed(10)
     layer = ConvLSTM2d(2, 3)
     x1, x2 = torch.randn(2, 4, 1, 2, 5, 5)
@@ -211,7 +212,17 @@ def test_outputs_are_not_overwritten_by_the_next_call():
         h1, c1 = layer(x1)
         kept = (h1.clone(), c1.clone())
         layer(x2)
-        assert len(layer.buffer_pool) == 1  # the same set served both calls
+        assert len(layer.buffer_pool) == 0  # inference leases nothing
+    torch.testing.assert_close(h1, kept[0], atol=0, rtol=0)
+    torch.testing.assert_close(c1, kept[1], atol=0, rtol=0)
+    h1, c1 = layer(x1.clone().requires_grad_(True))
+    (h1.sum() + c1.sum()).backward()
+    h1, c1 = h1.detach(), c1.detach()  # the graph goes: its buffer set returns to the pool
+    kept = (h1.clone(), c1.clone())
+    h2, c2 = layer(x2.clone().requires_grad_(True))
+    (h2.sum() + c2.sum()).backward()
+    del h2, c2
+    assert len(layer.buffer_pool) == 1  # the same set served both training calls
     torch.testing.assert_close(h1, kept[0], atol=0, rtol=0)
     torch.testing.assert_close(c1, kept[1], atol=0, rtol=0)
 
@@ -222,10 +233,11 @@ def test_inference_mode_buffers_are_not_used_for_training_and_casts_clear_the_po
     x = torch.randn(3, 1, 2, 4, 4)
     with torch.inference_mode():
         layer(x)
+    assert len(layer.buffer_pool) == 0  # the inference loop makes its own step-sized buffers
     h, c = layer(x.clone().requires_grad_(True))  # would raise "Inference tensors cannot be saved for backward"
     (h.sum() + c.sum()).backward()
     del h, c
-    assert {b.key.inference_mode for b in layer.buffer_pool._idle} == {True, False}
+    assert {b.key.inference_mode for b in layer.buffer_pool._idle} == {False}
     layer.double()
     assert len(layer.buffer_pool) == 0
     h, _ = layer(x.double())
@@ -234,8 +246,9 @@ def test_inference_mode_buffers_are_not_used_for_training_and_casts_clear_the_po
     assert len(copy.buffer_pool) == 0
     layer.eval()  # nnU-Net's validation: the training-shape buffers are let go
     assert len(layer.buffer_pool) == 0
-    with torch.no_grad():
-        layer(x.double())
+    h, c = layer(x.double().requires_grad_(True))
+    h.sum().backward()
+    del h, c
     layer.eval()  # no switch, nothing dropped
     assert len(layer.buffer_pool) == 1
     layer.train()

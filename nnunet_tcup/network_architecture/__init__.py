@@ -1,7 +1,8 @@
 """TCuP-GAN networks: ConvLSTM U-Net generator and 3D PatchGAN discriminator (usable without the trainer).
 
 Modules: :mod:`.convlstm` (the ConvLSTM layer and its three interchangeable implementations),
-:mod:`._fused_recurrence` / :mod:`._fast_recurrence` (the hand-written time loops), :mod:`.generator`,
+:mod:`._fused_recurrence` / :mod:`._fast_recurrence` (the hand-written time loops; :mod:`._inference_recurrence` the
+fused layer's loop without autograd), :mod:`.generator`,
 :mod:`.discriminator`, :mod:`.cuda_graphs` (graph replay at inference), :mod:`._validation` (the one place where
 constructor arguments are checked).
 """

@@ -42,6 +42,7 @@ from torch import Tensor, nn
 
 from ._fast_recurrence import FastRecurrence
 from ._fused_recurrence import FusedRecurrence, to_internal_order
+from ._inference_recurrence import inference_recurrence, needs_autograd
 from ._recurrence_buffers import BufferPool
 from ._validation import choice, odd_kernel_size, positive_int
 
@@ -199,11 +200,15 @@ def convlstm_fused(
     The gate rows are permuted once per call to the internal order (o, i, f, g) (gradients flow back through the
     permutation to the stored weight, so state dicts are unchanged). ``pool``: where the loop's buffers (and their
     per-step views) are leased from and returned to, so repeated calls of one shape make no new views (None: fresh
-    buffers per call; same results).
+    buffers per call; same results). Without autograd (``no_grad`` / ``inference_mode``, or nothing requiring grad)
+    a lean loop runs instead, keeping only what inference needs (:mod:`._inference_recurrence`; same outputs to float
+    rounding, no pooled buffers).
     """
     weight, bias = to_internal_order(weight, bias)
 
     def recurrence(gates_x: Tensor, w_h: Tensor, h: Tensor | None, c: Tensor | None, pad: int):
+        if not needs_autograd(gates_x, w_h, h, c):
+            return inference_recurrence(gates_x, w_h, h, c, pad)
         return FusedRecurrence.apply(gates_x, w_h, h, c, pad, pool)
 
     steps = x.shape[0] if steps_per_chunk is None else steps_per_chunk  # one chunk: no per-chunk overheads
