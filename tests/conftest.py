@@ -66,17 +66,37 @@ def nnunet_env(tmp_path: Path) -> dict[str, str]:
     return isolated_nnunet_env(tmp_path)
 
 
+#: The longest single tests (each plans and trains its own model: the README block must run as written, the demo is
+#: the command under test): collected right after the shared models' groups, so that they start first.
+LONGEST_TESTS = (
+    "test_readme_cpu_path.py::test_readme_cpu_path_runs_verbatim",
+    "test_demo.py::test_demo_smoke_end_to_end_and_resume",
+)
+
 #: Test modules that are slow as a whole (they run nnUNetv2_* commands, the demo or fresh interpreters); single slow
 #: tests elsewhere carry ``@pytest.mark.slow`` themselves. ``pytest -m "not slow"`` is the fast tier.
 SLOW_MODULES = frozenset({"test_discovery", "test_trainer_e2e"})
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark :data:`SLOW_MODULES` slow, then order longest first (a stable sort, the order within each tier is kept):
+    the shared models' tests, :data:`LONGEST_TESTS`, the other slow tests, the fast tests. With ``-n 2 --dist
+    loadgroup`` each worker starts on one model's group, the long single tests follow and the fast tests fill the
+    gaps at the end, so both workers end at about the same time."""
     for item in items:
         if item.module is not None and item.module.__name__.rsplit(".", 1)[-1] in SLOW_MODULES:
             item.add_marker(pytest.mark.slow)
 
+    def tier(item: pytest.Item) -> int:
+        if item.get_closest_marker("xdist_group") is not None:
+            return 0
+        if item.nodeid.endswith(LONGEST_TESTS):
+            return 1
+        return 2 if item.get_closest_marker("slow") is not None else 3
 
-# Session-scoped trained tiny model shared by the slow end-to-end tests (imported last: shared_models uses
+    items.sort(key=tier)
+
+
+# Session-scoped trained tiny models shared by the slow end-to-end tests (imported last: shared_models uses
 # run_command above).
-from shared_models import tiny_classes_model, tiny_gli_dataset, tiny_gli_model  # noqa: E402, F401
+from shared_models import tiny_classes_dataset, tiny_classes_model, tiny_gli_dataset, tiny_gli_model  # noqa: E402, F401

@@ -25,7 +25,10 @@ from nnunet_tcup.postprocessing.lesion_filter import FilterParameters
 from nnunet_tcup.postprocessing.nnunet_results import postprocessing_json, write_postprocessing_files
 
 # the shared models' tests run on one worker with `--dist loadgroup` (one training per run)
-pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_gli_model")]
+pytestmark = pytest.mark.slow
+# one xdist group mark per test (two marks make a third group): each model's tests run on the worker that trains it
+REGIONS_GROUP = pytest.mark.xdist_group("tiny_gli_model")
+CLASSES_GROUP = pytest.mark.xdist_group("tiny_classes_model")
 
 CASES = ("BraTS-GLI-00900-000", "BraTS-GLI-00901-000")
 QUIET = ("--device", "cpu", "--num-workers", "1", "--no-progress")
@@ -94,6 +97,7 @@ def regions(tiny_gli_model: TinyGLIModel, tmp_path_factory: pytest.TempPathFacto
     return RegionsRun(env, cases, model, stock_raw, stock_pp, predicted)
 
 
+@REGIONS_GROUP
 def test_predict_equals_stock_predict_postprocess_export(regions: RegionsRun) -> None:
     assert_same_segmentations(regions.predicted, regions.stock_pp)
     for case in CASES:  # the source geometry, exactly
@@ -109,6 +113,7 @@ def test_predict_equals_stock_predict_postprocess_export(regions: RegionsRun) ->
     assert all(len(np.unique(f)) >= 2 for f in filtered)
 
 
+@REGIONS_GROUP
 def test_two_parts_equal_one_part(regions: RegionsRun, tmp_path: Path) -> None:
     out = tmp_path / "parts"
     base = ["nnunet_tcup", "predict", "-i", regions.cases, "-o", out, "-m", regions.model, *QUIET]
@@ -118,6 +123,7 @@ def test_two_parts_equal_one_part(regions: RegionsRun, tmp_path: Path) -> None:
     assert_same_segmentations(out, regions.predicted)
 
 
+@REGIONS_GROUP
 def test_one_case_from_four_files(regions: RegionsRun, tmp_path: Path) -> None:
     """BraTS 2021 file names, uncompressed: the case id comes from the t1n name and ET is written as 4;
     --no-postprocessing gives the stock path without the filter."""
@@ -146,6 +152,7 @@ def _assert_one_line_error(proc, *words: str) -> None:
         assert word in lines[0], lines[0]
 
 
+@REGIONS_GROUP
 def test_existing_different_output_is_an_error_and_nothing_is_written(regions: RegionsRun, tmp_path: Path) -> None:
     out = tmp_path / "out"
     out.mkdir()
@@ -161,6 +168,7 @@ def test_existing_different_output_is_an_error_and_nothing_is_written(regions: R
     assert [p.name for p in out.iterdir()] == [blocker.name] and blocker.read_bytes() == before
 
 
+@REGIONS_GROUP
 def test_input_and_model_errors_are_one_line_and_write_nothing(regions: RegionsRun, tmp_path: Path) -> None:
     cases = tmp_path / "cases"
     shutil.copytree(regions.cases, cases)
@@ -183,6 +191,7 @@ def test_input_and_model_errors_are_one_line_and_write_nothing(regions: RegionsR
     assert not out.exists()
 
 
+@CLASSES_GROUP
 def test_classes_formulation_equals_stock_path(tiny_classes_model: TinyGLIModel, tmp_path: Path) -> None:
     """The classes model, named as nnUNetv2_predict names it (-d -tr -c, $nnUNet_results)."""
     dataset = tiny_classes_model.dataset

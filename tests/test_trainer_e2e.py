@@ -16,7 +16,9 @@ learning rates change every epoch, a state dump at the start of every epoch (``p
 through the environment, a crash right after the checkpoint of an epoch is written.
 Tiny data (5 + 2 cases of 40x40x24 voxels) and a 16x32x32 patch keep it to a few minutes on 2 CPU cores. The
 dataset and the trained folds 0 and 1 are the session's shared tiny model (``tests/shared_models.py``: also used by
-``test_review_model.py``); the probe trainers train on the same dataset.
+``test_review_model.py``); the probe trainers train on the session's shared classes dataset (the other xdist group,
+with ``test_trainer_e2e_classes.py``: resuming and fine-tuning do not depend on the formulation, and the two groups
+keep both workers busy).
 """
 
 from __future__ import annotations
@@ -30,14 +32,24 @@ import numpy as np
 import pytest
 import torch
 from conftest import run_command
-from shared_models import TINY_GLI_DATASET_ID, TINY_SHAPE_XYZ, TINY_TRAINER, TinyGLIDataset, TinyGLIModel
+from shared_models import (
+    TINY_CLASSES_DATASET_ID,
+    TINY_GLI_DATASET_ID,
+    TINY_SHAPE_XYZ,
+    TINY_TRAINER,
+    TinyGLIDataset,
+    TinyGLIModel,
+)
 from test_trainer_support import model_folder, predict_on_cpu, with_user_trainer_folder, write_user_trainers
 
-# With `pytest -n 2 --dist loadgroup` (the README command) every test of the shared tiny model runs on one worker,
-# so the model is planned and trained once per run, not once per worker.
-pytestmark = pytest.mark.xdist_group("tiny_gli_model")
+# With `pytest -n 2 --dist loadgroup` (the README command) every test of a shared tiny model or dataset runs on that
+# model's worker, so each is planned and trained once per run, not once per worker (one group mark per test: two
+# marks would make a third group).
+ON_GLI_MODEL = pytest.mark.xdist_group("tiny_gli_model")
+ON_CLASSES_MODEL = pytest.mark.xdist_group("tiny_classes_model")
 
 DATASET_ID = TINY_GLI_DATASET_ID
+PROBE_DATASET_ID = TINY_CLASSES_DATASET_ID
 TRAINER = TINY_TRAINER
 SHAPE_XYZ = TINY_SHAPE_XYZ
 
@@ -120,22 +132,22 @@ class GLIDataset(NamedTuple):
 
 
 @pytest.fixture(scope="module")
-def gli(tiny_gli_dataset: TinyGLIDataset, tmp_path_factory: pytest.TempPathFactory) -> GLIDataset:
-    """The session's tiny GLI dataset (5 training + 2 test cases, patch 16x32x32, batch 2) plus a user's own
-    trainer folder holding this module's probe trainers."""
+def gli(tiny_classes_dataset: TinyGLIDataset, tmp_path_factory: pytest.TempPathFactory) -> GLIDataset:
+    """The session's tiny classes-formulation GLI dataset (5 training + 2 test cases, patch 16x32x32, batch 2) plus a
+    user's own trainer folder holding this module's probe trainers."""
     users_folder = write_user_trainers(
         tmp_path_factory.mktemp("users_trainers"), "tcup_probe_trainers_for_tests", PROBE_SOURCE
     )
-    env = tiny_gli_dataset.env
+    dataset = tiny_classes_dataset
     return GLIDataset(
-        env, with_user_trainer_folder(env, [users_folder]), tiny_gli_dataset.raw, tiny_gli_dataset.preprocessed
+        dataset.env, with_user_trainer_folder(dataset.env, [users_folder]), dataset.raw, dataset.preprocessed
     )
 
 
 @pytest.fixture(scope="module")
 def reference_run(gli: GLIDataset) -> Path:
     """Fold 0 of an uninterrupted 4-epoch probe training (no final validation); returns its fold folder."""
-    _train(gli.user_env, DATASET_ID, UNINTERRUPTED, TCUP_TEST_SKIP_VALIDATION=1)
+    _train(gli.user_env, PROBE_DATASET_ID, UNINTERRUPTED, TCUP_TEST_SKIP_VALIDATION=1)
     return model_folder(gli.env, gli.raw.name, UNINTERRUPTED) / "fold_0"
 
 
@@ -193,6 +205,7 @@ def _check_checkpoint(fold_folder: Path, plans_file: Path, dataset_json: Path) -
     assert json.loads(dataset_json.read_text())["regions_class_order"] == [2, 1, 3]
 
 
+@ON_GLI_MODEL
 def test_stock_commands_end_to_end(tiny_gli_model: TinyGLIModel, tmp_path: Path) -> None:
     dataset = tiny_gli_model.dataset
     env, raw, preprocessed = dataset.env, dataset.raw, dataset.preprocessed
@@ -268,19 +281,20 @@ def test_stock_commands_end_to_end(tiny_gli_model: TinyGLIModel, tmp_path: Path)
     assert (preprocessed / "splits_final.json").is_file()
 
 
+@ON_CLASSES_MODEL
 def test_interrupted_run_resumes_exactly(gli: GLIDataset, reference_run: Path) -> None:
     env, reference = gli.user_env, reference_run
     resumed = model_folder(env, gli.raw.name, INTERRUPTED) / "fold_0"
 
     crashed = _train(
-        env, DATASET_ID, INTERRUPTED, check=False, TCUP_TEST_SKIP_VALIDATION=1, TCUP_TEST_CRASH_AFTER_EPOCH=1
+        env, PROBE_DATASET_ID, INTERRUPTED, check=False, TCUP_TEST_SKIP_VALIDATION=1, TCUP_TEST_CRASH_AFTER_EPOCH=1
     )
     assert crashed.returncode == 17, crashed.stderr[-2000:]
     assert not (resumed / "checkpoint_final.pth").exists()
     at_crash = _load(resumed / "checkpoint_latest.pth")
     assert at_crash["current_epoch"] == 2 and not (resumed / "probe_epoch2.pt").exists()
 
-    _train(env, DATASET_ID, INTERRUPTED, "--c", TCUP_TEST_SKIP_VALIDATION=1)
+    _train(env, PROBE_DATASET_ID, INTERRUPTED, "--c", TCUP_TEST_SKIP_VALIDATION=1)
     expected, got = _load(reference / "probe_epoch2.pt"), _load(resumed / "probe_epoch2.pt")
     assert got["epoch"] == expected["epoch"] == 2
     assert got["lr"] == expected["lr"] == pytest.approx(5e-4 * 0.95**2)
@@ -302,17 +316,18 @@ def test_interrupted_run_resumes_exactly(gli: GLIDataset, reference_run: Path) -
         assert len(final["logging"][key]) == 4
     assert len(final["logging"]["train_disc_losses"]) == 4
 
-    validated = _train(env, DATASET_ID, INTERRUPTED, "--val", "--npz")
+    validated = _train(env, PROBE_DATASET_ID, INTERRUPTED, "--val", "--npz")
     assert "Mean Validation Dice" in validated.stdout
     assert (resumed / "validation" / "summary.json").is_file()
     assert sorted((resumed / "validation").glob("*.npz")), "--npz wrote no probabilities"
 
 
+@ON_CLASSES_MODEL
 def test_pretrained_weights_start_finetune_variant(gli: GLIDataset, reference_run: Path) -> None:
     """``-pretrained_weights`` loads a trained model's generator into ``nnUNetTrainerTCuPGAN_finetune`` (constant
     lr 1e-4 for both networks). The README's GLI -> MEN recipe adds moving the plans between datasets first."""
     source = reference_run / "checkpoint_final.pth"
-    _train(gli.user_env, DATASET_ID, FINETUNE, "-pretrained_weights", source, TCUP_TEST_SKIP_VALIDATION=1)
+    _train(gli.user_env, PROBE_DATASET_ID, FINETUNE, "-pretrained_weights", source, TCUP_TEST_SKIP_VALIDATION=1)
     folder = model_folder(gli.env, gli.raw.name, FINETUNE) / "fold_0"
     start = _load(folder / "probe_epoch0.pt")
     _assert_same_tensors(start["generator"], _load(source)["network_weights"], "generator at fine-tuning start")

@@ -1,8 +1,8 @@
 """The paper's formulation end to end with the stock commands (issue 9): ``nnunet_tcup convert --mode classes``
 (plain labels NETC / SNFH / ET) -> ``nnUNetv2_plan_and_preprocess`` -> ``nnUNetv2_train -tr
-nnUNetTrainerTCuPGAN_tiny`` fold 0 (copied as fold 1: a second training shows nothing more about the formulation, the
-regions model of ``tests/shared_models.py`` trains both folds) -> ``nnUNetv2_predict -f 0 1 --save_probabilities``
-(the fold ensemble) -> ``nnunet_tcup evaluate``.
+nnUNetTrainerTCuPGAN_tiny`` folds 0 and 1 (the session's shared classes model, ``tiny_classes_model`` in
+``tests/shared_models.py``) -> ``nnUNetv2_predict -f 0 1 --save_probabilities`` (the fold ensemble) -> ``nnunet_tcup
+evaluate``.
 
 What it shows: the model folder records the classes formulation; the stock predictor, through the network's
 classes head (``trainers/class_head.py``), writes 2023 labels 0-3 whose saved probabilities are ``softmax(z)`` of the
@@ -15,8 +15,6 @@ epochs of 4 iterations do not segment well: learning is shown by ``test_trainer_
 from __future__ import annotations
 
 import json
-import os
-import shutil
 from pathlib import Path
 
 import nibabel as nib
@@ -24,30 +22,23 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import run_command
-from test_trainer_support import fresh_shell_env, make_brats_dataset, model_folder, plan_and_preprocess, predict_on_cpu
+from shared_models import TINY_CLASSES_DATASET_ID, TINY_SHAPE_XYZ, TINY_TRAINER, TinyGLIModel
+from test_trainer_support import model_folder, predict_on_cpu
 
-pytestmark = pytest.mark.slow
+# one worker trains the shared classes model (with `pytest -n 2 --dist loadgroup`)
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("tiny_classes_model")]
 
-DATASET_ID = 612
-TRAINER = "nnUNetTrainerTCuPGAN_tiny"
-SHAPE_XYZ = (40, 40, 24)
+DATASET_ID = TINY_CLASSES_DATASET_ID
+TRAINER = TINY_TRAINER
+SHAPE_XYZ = TINY_SHAPE_XYZ
 
 
-def test_classes_formulation_with_the_stock_commands(tmp_path: Path) -> None:
-    env = dict(os.environ)
-    for key in ("nnUNet_raw", "nnUNet_preprocessed", "nnUNet_results"):
-        (tmp_path / key).mkdir()
-        env[key] = str(tmp_path / key)
-    env.update({"nnUNet_compile": "f", "nnUNet_n_proc_DA": "0", "nnUNet_def_n_proc": "1", "MPLBACKEND": "Agg"})
-    env = fresh_shell_env(env)
-    raw = make_brats_dataset(
-        env, tmp_path, DATASET_ID, "GLI", n_train=5, n_test=2, shape=SHAPE_XYZ, mode="classes", test_seg=True
-    )
+def test_classes_formulation_with_the_stock_commands(tiny_classes_model: TinyGLIModel, tmp_path: Path) -> None:
+    env, raw = tiny_classes_model.dataset.env, tiny_classes_model.dataset.raw
     assert json.loads((raw / "dataset.json").read_text())["labels"] == {"background": 0, "NETC": 1, "SNFH": 2, "ET": 3}
-    plan_and_preprocess(env, DATASET_ID)
-    run_command(["nnUNetv2_train", DATASET_ID, "3d_fullres", 0, "-tr", TRAINER, "-device", "cpu"], env=env)
+    assert [proc.returncode for proc in tiny_classes_model.trainings] == [0, 0]
     models = model_folder(env, raw.name, TRAINER)
-    shutil.copytree(models / "fold_0", models / "fold_1")  # the ensemble of two folds, for one training
+    assert models == tiny_classes_model.models
     assert json.loads((models / "plans.json").read_text())["tcup_gan"]["formulation"] == "classes"
     assert "formulation: classes (NETC, SNFH, ET)" in next((models / "fold_0").glob("training_log_*.txt")).read_text()
 
@@ -68,7 +59,7 @@ def test_classes_formulation_with_the_stock_commands(tmp_path: Path) -> None:
         assert agree > 0.99, f"{f.name}: labels and probabilities disagree on {1 - agree:.1%} of voxels"
 
     results = tmp_path / "results.csv"
-    gt = tmp_path / f"synth_GLI_{DATASET_ID}_test"
+    gt = tiny_classes_model.dataset.root / f"synth_GLI_{DATASET_ID}_test"
     run_command(
         [
             "nnunet_tcup",

@@ -145,10 +145,12 @@ def model_folder(
 def predict_on_cpu(
     env: dict[str, str], images: Path, out: Path, dataset_id: int, trainer: str, folds: Sequence[int], *extra: object
 ) -> None:
-    """The stock ``nnUNetv2_predict`` of 3d_fullres folds ``folds`` on the CPU with probabilities saved (one
-    preprocessing and one export process); ``extra``: further arguments, e.g. ``--disable_tta``."""
+    """The stock ``nnUNetv2_predict`` of 3d_fullres folds ``folds`` on the CPU with probabilities saved, in one
+    process (``-npp 0 -nps 0``: nnU-Net's sequential path, the same probabilities without two spawned worker
+    interpreters, half the CPU time of ``-npp 1 -nps 1``; the README block and the demo run the worker path);
+    ``extra``: further arguments, e.g. ``--disable_tta``."""
     command: list[object] = ["nnUNetv2_predict", "-i", images, "-o", out, "-d", dataset_id, "-c", "3d_fullres"]
-    command += ["-tr", trainer, "-f", *folds, "--save_probabilities", "-device", "cpu", "-npp", 1, "-nps", 1, *extra]
+    command += ["-tr", trainer, "-f", *folds, "--save_probabilities", "-device", "cpu", "-npp", 0, "-nps", 0, *extra]
     run_command(command, env=env)
 
 
