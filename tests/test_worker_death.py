@@ -16,6 +16,7 @@ import pytest
 from conftest import command_path
 from parallel_workers import square, write_or_die
 from test_conversion import write_cases
+from test_conversion_kills import _children
 
 from nnunet_tcup.io_utils import is_partial_file, remove_partials_of
 from nnunet_tcup.parallel import WorkerDiedError, parallel_map
@@ -50,18 +51,6 @@ def test_remove_partials_of_takes_only_the_given_pids(tmp_path):
 
 def _partials_of(pid: int, folder: Path) -> list[Path]:
     return [p for p in folder.rglob(f"*.partial-{pid}*") if is_partial_file(p)]
-
-
-def _children(pid: int) -> list[int]:
-    found = []
-    for stat in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            fields = stat.read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == pid:
-            found.append(int(stat.parent.name))
-    return found
 
 
 @pytest.mark.slow
