@@ -19,6 +19,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from conftest import command_path, run_command
+from test_trainer_support import extract_fingerprint
 
 from nnunet_tcup.cli import main as cli_main
 from nnunet_tcup.dataset_conversion import case_io
@@ -180,6 +181,7 @@ def test_convert_regions_passes_nnunet_integrity_check(tmp_path, nnunet_env):
 
     # nnUNet_n_proc_DA=0 (the fixture's single-process loader) makes the planner call torch.set_num_threads(0)
     plan_env = dict(nnunet_env, nnUNet_n_proc_DA="1")
+    extract_fingerprint(nnunet_env, 11)  # nnU-Net's extractor with fewer intensity samples; the planner reuses it
     proc = run_command(
         [
             "nnUNetv2_plan_and_preprocess",

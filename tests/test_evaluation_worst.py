@@ -6,15 +6,16 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import surface_distance
 from reference_lesionwise import reference_case
 from scipy import ndimage
 from test_evaluation_lesionwise import assert_same_as_reference, random_case
 
-from nnunet_tcup.evaluation import nearest, surface
+from nnunet_tcup.evaluation import nearest, percentile, surface
 from nnunet_tcup.evaluation.lesionwise import evaluate_case
 
 SHAPE = (40, 36, 28)
-METHODS = (None, "tree", "transform", "local")
+METHODS = (None, "tree", "transform", "local", "bounded", "bounded-no-table")
 
 
 def large_region_case(seed: int, specks: int) -> tuple[np.ndarray, np.ndarray]:
@@ -45,7 +46,11 @@ def worst_case(name: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 ISO, ANISO = (1.0, 1.0, 1.0), (0.9, 1.2, 1.7)
 CASES = [(name, seed, ISO, method) for name, seed in (("large+specks", 4), ("whole", 5)) for method in METHODS]
-CASES += [(name, seed, ANISO, method) for name, seed in (("large+specks", 8), ("whole", 9)) for method in METHODS[1:3]]
+CASES += [
+    (name, seed, ANISO, method)
+    for name, seed in (("large+specks", 8), ("whole", 9))
+    for method in ("tree", "transform", "bounded-no-table")
+]
 CASES += [
     (name, seed, spacing, None) for name, seed in (("empty-pred", 6), ("empty-gt", 7)) for spacing in (ISO, ANISO)
 ]
@@ -54,10 +59,17 @@ CASES += [
 @pytest.mark.parametrize(("name", "seed", "spacing", "method"), CASES)
 def test_worst_inputs_equal_reference(monkeypatch, name, seed, spacing, method):
     """Every number, lesion and false-positive id equals the reference, for each nearest-surfel method (``local``:
-    the local search on every call that has fewer queries than targets, from a one-voxel margin)."""
+    the local search on every call that has fewer queries than targets, from a one-voxel margin; ``bounded``: every
+    percentile with a distance left to measure narrowed down by block bounds first, with the tables of overall
+    nearest surfels or, ``-no-table``, without them)."""
     if method == "local":
         monkeypatch.setattr(nearest, "_LOCAL_RATIO", 1)
         monkeypatch.setattr(nearest, "_LOCAL_MARGIN", 1)
+    elif method is not None and method.startswith("bounded"):
+        monkeypatch.setattr(percentile, "EXACT_MAX", 0)
+        monkeypatch.setattr(percentile, "BLOCKS", (4, 2))
+        if method == "bounded-no-table":
+            monkeypatch.setattr(surface, "FULL_TABLE_MAX", 0)
     else:
         monkeypatch.setattr(nearest, "METHOD", method)
     gt, pred = worst_case(name, seed)
@@ -116,8 +128,63 @@ def test_sorted_distances_packed_and_fallback_equal_lexsort():
             distances[0] = 1e300  # keys cannot fit: fallback
         areas = rng.choice(rng.random(int(rng.integers(1, 40))), n)
         order = np.lexsort((areas, distances))
-        got_d, got_a = surface._sorted_distances(distances, areas)
+        got_d, got_a = percentile.sorted_distances(distances, areas)
         assert np.array_equal(got_d, distances[order]) and np.array_equal(got_a, areas[order]), trial
+
+
+def _brute_force_percentile(points, areas, targets, scale, known=None):
+    offsets = targets[None, :, :] - points[:, None, :]
+    distances = nearest.offset_distances(offsets.reshape(-1, 3), scale).reshape(offsets.shape[:2]).min(axis=1)
+    if known is not None:
+        assert np.array_equal(known[~np.isnan(known)], distances[~np.isnan(known)])
+    d, a = percentile.sorted_distances(distances, areas)  # the same set both ways: the library's max is its value
+    result = {"distances_gt_to_pred": d, "surfel_areas_gt": a, "distances_pred_to_gt": d, "surfel_areas_pred": a}
+    return float(surface_distance.compute_robust_hausdorff(result, 95))
+
+
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (0.8, 1.3, 2.2)])
+def test_bounded_percentile_equals_the_library(monkeypatch, spacing):
+    """The percentile read from block bounds (only distances near it measured) equals the library's percentile of
+    every distance, for lattice point sets with ties, far and overlapping targets, some distances already known;
+    and it measures fewer distances than there are queries when the targets are far."""
+    monkeypatch.setattr(percentile, "EXACT_MAX", 0)
+    measured = []
+    monkeypatch.setattr(percentile, "nearest_distances", _spy(percentile.nearest_distances, measured))
+    rng = np.random.default_rng(3)
+    scale = np.asarray(spacing)
+    for trial in range(40):
+        box = rng.integers(10, 60, 3)
+        points = rng.integers(0, box, (int(rng.integers(1, 900)), 3))
+        targets = rng.integers(0, box // (1 + trial % 3), (int(rng.integers(1, 200)), 3)) + (trial % 4 == 0) * 40
+        areas = rng.choice(np.array([0.25, 0.5, 0.7071, 1.0]) * rng.random(), points.shape[0])
+        known = None
+        if trial % 3 == 1:
+            known = np.full(points.shape[0], np.nan)
+            some = rng.random(points.shape[0]) < 0.4
+            known[some] = nearest.nearest_distances(points[some], targets, spacing)
+        monkeypatch.setattr(percentile, "BLOCKS", ((8, 2), (4,), (2, 1))[trial % 3])
+        expected = _brute_force_percentile(points, areas, targets, scale, known)
+        got = percentile.nearest_percentile(points, areas, targets, spacing, 95.0, known)
+        assert got == expected, trial
+    far = rng.integers(0, 40, (3000, 3))
+    measured.clear()
+    far_areas = rng.choice([0.3, 0.6, 0.9], 3000)
+    got = percentile.nearest_percentile(far, far_areas, far[:5] + 60, spacing)
+    assert got == _brute_force_percentile(far, far_areas, far[:5] + 60, scale)
+    assert sum(measured) < 3000 // 2, measured
+
+
+def test_bounded_percentile_falls_back_at_a_rounding_tie(monkeypatch):
+    """Where the cumulative area meets 95 % within rounding (20 equal areas: 19 / 20), a sum in another order than
+    the library's could flip the answer: every distance is then measured and the library's arithmetic decides."""
+    monkeypatch.setattr(percentile, "EXACT_MAX", 0)
+    monkeypatch.setattr(percentile, "BLOCKS", (2,))
+    points = np.array([[i, 0, 0] for i in range(0, 40, 2)])
+    targets = np.array([[-5, 0, 0]])
+    before = percentile.FALLBACKS[0]
+    got = percentile.nearest_percentile(points, np.full(20, 0.1), targets, (1.0, 1.0, 1.0))
+    assert got == _brute_force_percentile(points, np.full(20, 0.1), targets, np.ones(3))
+    assert percentile.FALLBACKS[0] == before + 1
 
 
 def test_method_choice_bounds_the_cost(monkeypatch):

@@ -16,7 +16,7 @@ same arrays value for value, faster:
   query or, when the surfaces are large, the library's own feature transform over the box holding both, whichever
   is estimated cheaper (so a case costs at most a few transforms of its box, whatever its surface sizes); each
   distance is computed from the integer offset exactly as the EDT computes it (:func:`nearest_distances`).
-* The ``(distance, area)`` pairs are sorted as packed 64-bit keys (:func:`_sorted_distances`), in the library's
+* The ``(distance, area)`` pairs are sorted as packed 64-bit keys (:func:`~.percentile.sorted_distances`), in the library's
   order, so the robust Hausdorff distance reads the same arrays.
 
 Coordinates are cell indices in the axis order of the arrays; ``spacing`` is in mm in the same order.
@@ -30,8 +30,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from nnunet_tcup.evaluation import percentile
 from nnunet_tcup.evaluation.boxes import Box, component_boxes
 from nnunet_tcup.evaluation.nearest import nearest_distances, nearest_surfels
+from nnunet_tcup.evaluation.percentile import BlockIndex, nearest_percentile, sorted_distances
 from nnunet_tcup.evaluation.validation import check_spacing
 
 __all__ = [
@@ -181,33 +183,6 @@ def _box_surfels(labels: np.ndarray, label_id: int, box: Box) -> tuple[np.ndarra
     return cells, values, np.full(values.size, label_id, np.int64)
 
 
-def _sorted_distances(distances: np.ndarray, areas: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(distances, areas)`` sorted as the library sorts its ``(distance, area)`` tuples (by distance, then area).
-
-    Each pair is packed into one unsigned 64-bit key (the distance's bits, offset from the smallest positive
-    distance's, above the area's rank among the distinct areas) and the keys are sorted by value, which orders
-    them exactly as the pairs; a lexicographic argsort is the fallback when the keys do not fit.
-    """
-    distances = np.asarray(distances, dtype=np.float64)
-    areas = np.asarray(areas, dtype=np.float64)
-    values = np.unique(areas)
-    rank_bits = max(int(values.size - 1).bit_length(), 1)
-    positive = distances > 0
-    if distances.size and np.all(np.isfinite(distances)) and np.all(distances >= 0) and positive.any():
-        bits = distances.view(np.uint64)
-        lowest = bits[positive].min()
-        span = int(bits.max()) - int(lowest) + 2  # keys 1.. for positive distances, 0 for zero
-        if span < 1 << (64 - rank_bits):
-            keys = np.where(positive, bits - (lowest - np.uint64(1)), np.uint64(0)) << np.uint64(rank_bits)
-            keys |= np.searchsorted(values, areas).astype(np.uint64)
-            keys.sort()
-            packed = keys >> np.uint64(rank_bits)
-            found = np.where(packed > 0, packed + (lowest - np.uint64(1)), np.uint64(0)).view(np.float64)
-            return found, values[(keys & np.uint64((1 << rank_bits) - 1)).astype(np.intp)]
-    order = np.lexsort((areas, distances))
-    return distances[order], areas[order]
-
-
 def robust_hausdorff(
     distances_gt: np.ndarray, areas_gt: np.ndarray, distances_pred: np.ndarray, areas_pred: np.ndarray
 ) -> float:
@@ -217,8 +192,8 @@ def robust_hausdorff(
 
     if distances_gt.size == 0 or distances_pred.size == 0:
         return float("inf")
-    d_gt, a_gt = _sorted_distances(distances_gt, areas_gt)
-    d_pred, a_pred = _sorted_distances(distances_pred, areas_pred)
+    d_gt, a_gt = sorted_distances(distances_gt, areas_gt)
+    d_pred, a_pred = sorted_distances(distances_pred, areas_pred)
     result = {"distances_gt_to_pred": d_gt, "distances_pred_to_gt": d_pred, "surfel_areas_gt": a_gt,
               "surfel_areas_pred": a_pred}  # fmt: skip
     return float(surface_distance.compute_robust_hausdorff(result, 95))
@@ -230,8 +205,8 @@ def surface_distances_from_surfels(
     """The library's ``compute_surface_distances`` dict from two ``(points, areas)`` surfel sets (one grid)."""
     spacing = check_spacing(spacing)
     (points_gt, areas_gt), (points_pred, areas_pred) = gt, pred
-    d_gt, a_gt = _sorted_distances(nearest_distances(points_gt, points_pred, spacing), areas_gt)
-    d_pred, a_pred = _sorted_distances(nearest_distances(points_pred, points_gt, spacing), areas_pred)
+    d_gt, a_gt = sorted_distances(nearest_distances(points_gt, points_pred, spacing), areas_gt)
+    d_pred, a_pred = sorted_distances(nearest_distances(points_pred, points_gt, spacing), areas_pred)
     return {"distances_gt_to_pred": d_gt, "distances_pred_to_gt": d_pred, "surfel_areas_gt": a_gt,
             "surfel_areas_pred": a_pred}  # fmt: skip
 
@@ -250,51 +225,71 @@ def hd95_from_surfels(
     )  # fmt: skip
 
 
+#: A side with more surfels than this keeps no table of each surfel's overall nearest surfel (building it costs a
+#: distance transform of the whole box); its percentiles are always bounded searches (:mod:`.percentile`).
+FULL_TABLE_MAX = 150_000
+
+
+class _Side:
+    """One direction of a :class:`SurfacePair`: the ``queries``' surfels to their nearest among the ``targets``'.
+
+    ``distances`` / ``nearest``: each query surfel's distance to, and row of, its nearest target surfel over all
+    components (``None`` above ``FULL_TABLE_MAX`` query surfels); ``blocks``: block indices of large query sets."""
+
+    def __init__(self, queries: ComponentSurfels, targets: ComponentSurfels, spacing: tuple[float, float, float]):
+        self.queries, self.targets, self.spacing = queries, targets, spacing
+        self.distances: np.ndarray | None = None
+        self.nearest: np.ndarray | None = None
+        if queries.points.shape[0] <= FULL_TABLE_MAX:
+            self.distances, self.nearest = nearest_surfels(queries.points, targets.points, spacing)
+        self.target_owners = targets.owners()
+        self.blocks: dict[tuple[int, ...] | None, BlockIndex] = {}
+
+    def directed_hd95(
+        self, query_ids: Sequence[int] | np.ndarray | None, target_ids: Sequence[int] | np.ndarray | None
+    ):
+        """95th area percentile (mm) of the distances from the surfels of components ``query_ids`` to those of
+        components ``target_ids`` (``None``: all); ``inf`` when either side has none."""
+        rows = np.arange(self.queries.points.shape[0]) if query_ids is None else self.queries.indices(query_ids)
+        points, areas = self.queries.points[rows], self.queries.areas[rows]
+        targets = self.targets.select(target_ids)[0]
+        known = None
+        if self.distances is not None and self.nearest is not None:
+            known = self.distances[rows]  # a copy (fancy indexing)
+            if target_ids is not None:  # reused where the overall nearest surfel is selected
+                selected = np.zeros(self.targets.starts.size, dtype=bool)
+                selected[np.asarray(target_ids, dtype=np.int64)] = True
+                known[~selected[self.target_owners[self.nearest[rows]]]] = np.nan
+        blocks = None
+        if rows.size > percentile.EXACT_MAX:
+            key = None if query_ids is None else tuple(int(i) for i in query_ids)
+            if key not in self.blocks:
+                self.blocks[key] = BlockIndex(points)
+            blocks = self.blocks[key]
+        return nearest_percentile(points, areas, targets, self.spacing, 95.0, known, blocks)
+
+
 class SurfacePair:
-    """Surfels of a region's GT and predicted components, each with its nearest surfel on the other side (over all
-    components), so that the HD95 between a union of GT components and a union of predicted components (a lesion
-    and its matched components) reuses them: a surfel whose overall nearest surfel lies in the selected union keeps
-    that distance (the minimum over all is attained inside the union); only the others are queried again."""
+    """Surfels of a region's GT and predicted components, so that the HD95 between a union of GT components and a
+    union of predicted components (a lesion and its matched components) costs little per pair: each side keeps
+    every surfel's nearest surfel on the other side over all components (a surfel whose overall nearest surfel
+    lies in the selected union keeps that distance, as the minimum over all is attained inside the union), and the
+    remaining distances are measured only near the percentile (:func:`~.percentile.nearest_percentile`)."""
 
     def __init__(self, gt: ComponentSurfels, pred: ComponentSurfels, spacing: Sequence[float]) -> None:
         self.gt, self.pred, self.spacing = gt, pred, check_spacing(spacing)
-        self.gt_distances, self.gt_nearest = nearest_surfels(gt.points, pred.points, self.spacing)
-        self.pred_distances, self.pred_nearest = nearest_surfels(pred.points, gt.points, self.spacing)
-        self.gt_owners, self.pred_owners = gt.owners(), pred.owners()
+        self._gt_side = _Side(gt, pred, self.spacing)
+        self._pred_side = _Side(pred, gt, self.spacing)
 
     def hd95(self) -> float:
         """HD95 (mm) between all GT and all predicted components; ``inf`` when either side is empty."""
-        return robust_hausdorff(self.gt_distances, self.gt.areas, self.pred_distances, self.pred.areas)
+        return max(self._gt_side.directed_hd95(None, None), self._pred_side.directed_hd95(None, None))
 
     def hd95_between(self, gt_ids: Sequence[int] | np.ndarray, pred_ids: Sequence[int] | np.ndarray) -> float:
         """HD95 (mm) between the union of GT components ``gt_ids`` and of predicted components ``pred_ids``."""
-        gt_rows, pred_rows = self.gt.indices(gt_ids), self.pred.indices(pred_ids)
-        if gt_rows.size == 0 or pred_rows.size == 0:
+        if self.gt.indices(gt_ids).size == 0 or self.pred.indices(pred_ids).size == 0:
             return float("inf")
-        gt_d = self._restricted(gt_rows, self.gt_distances, self.gt_nearest, self.pred_owners, pred_ids,
-                                self.gt.points, self.pred.points[pred_rows])  # fmt: skip
-        pred_d = self._restricted(pred_rows, self.pred_distances, self.pred_nearest, self.gt_owners, gt_ids,
-                                  self.pred.points, self.gt.points[gt_rows])  # fmt: skip
-        return robust_hausdorff(gt_d, self.gt.areas[gt_rows], pred_d, self.pred.areas[pred_rows])
-
-    def _restricted(
-        self,
-        rows: np.ndarray,
-        distances: np.ndarray,
-        nearest: np.ndarray,
-        target_owners: np.ndarray,
-        target_ids: Sequence[int] | np.ndarray,
-        points: np.ndarray,
-        targets: np.ndarray,
-    ) -> np.ndarray:
-        """Distances from surfels ``rows`` to the selected targets: reused where the overall nearest is selected."""
-        selected = np.zeros(max(self.gt.starts.size, self.pred.starts.size), dtype=bool)  # ids 0..n of either
-        selected[np.asarray(target_ids, dtype=np.int64)] = True
-        result = distances[rows]  # a copy (fancy indexing)
-        again = ~selected[target_owners[nearest[rows]]]
-        if again.any():
-            result[again] = nearest_distances(points[rows[again]], targets, self.spacing)
-        return result
+        return max(self._gt_side.directed_hd95(gt_ids, pred_ids), self._pred_side.directed_hd95(pred_ids, gt_ids))
 
 
 def _mask_surfels(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
