@@ -188,8 +188,8 @@ def test_bounded_percentile_falls_back_at_a_rounding_tie(monkeypatch):
 
 
 def test_method_choice_bounds_the_cost(monkeypatch):
-    """Huge surfaces go to the feature transform (cost of their box), a large spread target set too (the tree
-    degrades against shells), moderate sets in a big box to the tree; ``METHOD`` forces either."""
+    """Huge surfaces go to the feature transform (cost of their box); moderate sets in a big box, a volume's outer
+    shell included (the jittered tree does not degrade on it), to the tree; ``METHOD`` forces either."""
     rng = np.random.default_rng(0)
     box = np.array([240, 240, 155])
     huge = rng.integers(0, box, (2_000_000, 3))
@@ -199,8 +199,36 @@ def test_method_choice_bounds_the_cost(monkeypatch):
     specks = rng.integers(0, box, (60_000, 3))
     assert nearest._method(huge, lesion) == "transform"  # 2M queries: a box transform is cheaper than 2M lookups
     assert nearest._method(lesion, huge) == "transform"
-    assert nearest._method(gt, shell) == "transform"
+    assert nearest._method(gt, shell) == "tree"
     assert nearest._method(gt, specks) == "tree"
     assert nearest._method(lesion[:100], lesion) == "tree"
     monkeypatch.setattr(nearest, "METHOD", "tree")
     assert nearest._method(huge, lesion) == "tree"
+
+
+@pytest.mark.parametrize("jitter", [1e-6, 0.45])
+@pytest.mark.parametrize("spacing", [(1.0, 1.0, 1.0), (1.0, 1.0, 2.0), (0.8, 1.3, 2.2)])
+def test_tree_resolves_exact_ties_of_lattice_points(monkeypatch, spacing, jitter):
+    """Queries with many equally near targets (the centre of a lattice sphere: more ties than ``_NEAR_TIES``, so
+    the ball query runs; points next to it; a hollow box's inside against its shell) get the brute-force distance
+    and a target at that distance from the jittered k-d tree; also with a jitter of half a voxel, which reorders
+    targets whose true distances differ, so that only the proof (and the measurement of every target that could
+    be nearer) gives the right answer."""
+    monkeypatch.setattr(nearest, "METHOD", "tree")
+    monkeypatch.setattr(nearest, "_JITTER", jitter)
+    scale = np.asarray(spacing)
+    grid = np.indices((11, 11, 11)).reshape(3, -1).T - 5
+    sphere = grid[np.abs(np.sum(grid.astype(float) ** 2 * scale**2, axis=1) - 25.0) < 2.0]  # about 5 mm away
+    assert sphere.shape[0] > nearest._NEAR_TIES
+    shell = np.indices((20, 16, 12)).reshape(3, -1).T
+    shell = shell[np.any((shell == 0) | (shell == [19, 15, 11]), axis=1)] + 20
+    for targets, points in (
+        (sphere + 30, np.array([[30, 30, 30], [31, 30, 30], [30, 29, 31], [32, 33, 27]])),
+        (shell, np.indices((18, 14, 10)).reshape(3, -1).T + 21),
+        (np.random.default_rng(2).integers(0, 30, (500, 3)), np.random.default_rng(3).integers(0, 30, (300, 3))),
+    ):
+        offsets = targets[None, :, :] - points[:, None, :]
+        expected = nearest.offset_distances(offsets.reshape(-1, 3), scale).reshape(offsets.shape[:2]).min(axis=1)
+        got, index = nearest.nearest_surfels(points, targets, spacing)
+        assert np.array_equal(got, expected)
+        assert np.array_equal(nearest.offset_distances(targets[index] - points, scale), expected)
