@@ -34,7 +34,9 @@ def _markdown_links(md: str) -> list:
 @pytest.mark.slow
 def test_demo_smoke_end_to_end_and_resume(tmp_path):
     work = tmp_path / "demo"
-    proc = run_command(["nnunet_tcup", "demo", "--smoke", "--work-dir", work], env=_demo_env(), timeout=900)
+    # one worker per nnU-Net pool: each spawned worker costs seconds of imports, and the suite runs on 2 cores
+    smoke = ["nnunet_tcup", "demo", "--smoke", "--num-workers", "1", "--work-dir", work]
+    proc = run_command(smoke, env=_demo_env(), timeout=900)
     out = proc.stdout
     report = work / "report"
     md = (report / "report.md").read_text()
@@ -72,7 +74,7 @@ def test_demo_smoke_end_to_end_and_resume(tmp_path):
     assert "discriminator loss" in train_log
 
     # second run: finished steps are skipped (the report is always rewritten)
-    proc = run_command(["nnunet_tcup", "demo", "--smoke", "--work-dir", work], env=_demo_env(), timeout=300)
+    proc = run_command(smoke, env=_demo_env(), timeout=300)
     assert proc.stdout.count("skipped: finished in an earlier run") == 14, proc.stdout
     assert re.search(r"report\s+done in", proc.stdout), proc.stdout
     assert (report / "report.md").read_text() != md  # rewritten (new time stamp)

@@ -37,8 +37,6 @@ _TRANSFORM_QUERY = 3e-8
 #: Largest move (mm, per axis) of a target before the k-d tree is built. Two jittered distances that differ by more
 #: than twice the largest move of a point (sqrt(3) * _JITTER) plus rounding prove which target is truly nearer.
 _JITTER = 1e-6
-#: Nearest jittered targets measured at once for a query whose two nearest are within slack of each other.
-_NEAR_TIES = 16
 #: The local search is tried when there are this many times more targets than queries.
 _LOCAL_RATIO = 8
 #: First margin (voxels) of the local search box around the queries; doubled until every answer is proven.
@@ -105,8 +103,7 @@ def _tree_nearest(points: np.ndarray, targets: np.ndarray, scale: np.ndarray) ->
     """k-d tree over the targets, each moved by at most ``_JITTER`` mm per axis (a fixed pseudo-random jitter):
     scipy's tree degrades on the exact ties of lattice points (about 100 us per query against a volume's outer
     shell, 2 us jittered). A query's two nearest jittered targets prove its true nearest when their jittered
-    distances differ by more than twice the largest move; otherwise every target that could be nearer is measured
-    (its ``_NEAR_TIES`` nearest jittered ones, or all within the slack by a ball query). A query at a target's own position is answered by key lookup
+    distances differ by more than twice the largest move; the other queries ask a tree of the exact positions. A query at a target's own position is answered by key lookup
     (distance 0). Distances are computed from the integer offsets (:func:`offset_distances`)."""
     from scipy.spatial import cKDTree
 
@@ -129,33 +126,21 @@ def _tree_nearest(points: np.ndarray, targets: np.ndarray, scale: np.ndarray) ->
 
 def _proven_nearest(tree, points: np.ndarray, targets: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Row of a truly nearest target of each query, from the tree over the jittered targets (see
-    :func:`_tree_nearest`): a jittered distance is within ``sqrt(3) * _JITTER`` of the true one, so only targets
-    whose jittered distance is within ``slack`` of the nearest one can be truly nearest."""
+    :func:`_tree_nearest`): a jittered distance is within ``sqrt(3) * _JITTER`` of the true one, so the jittered
+    nearest is truly nearest when the second one is more than twice that further. The other queries (near-ties,
+    mostly exact ties of lattice distances) are answered by a tree over the exact target positions."""
+    from scipy.spatial import cKDTree
+
     slack = 2.0 * np.sqrt(3.0) * _JITTER + 1e-7
     query = points * scale
-    k = min(2, targets.shape[0])
-    near, rows = tree.query(query, k=k)
-    if k == 1:
-        return rows
+    if targets.shape[0] == 1:
+        return np.zeros(points.shape[0], np.int64)
+    near, rows = tree.query(query, k=2)
     nearest = rows[:, 0].copy()
-    open_ = np.flatnonzero(near[:, 1] - near[:, 0] <= slack)
-    for count in (_NEAR_TIES, None):
-        if open_.size == 0:
-            break
-        if count is None:  # more near-ties than _NEAR_TIES: every target within the slack, one query at a time
-            radius = near[open_, 0] + slack
-            candidates = tree.query_ball_point(query[open_], radius)
-            for i, rows_i in zip(open_, candidates):
-                rows_i = np.asarray(rows_i, dtype=np.int64)
-                true = offset_distances(targets[rows_i] - points[i], scale)
-                nearest[i] = rows_i[np.argmin(true)]
-            break
-        k = min(count, targets.shape[0])
-        near_k, rows_k = tree.query(query[open_], k=k)
-        true = offset_distances((targets[rows_k] - points[open_, None, :]).reshape(-1, 3), scale).reshape(rows_k.shape)
-        nearest[open_] = rows_k[np.arange(open_.size), np.argmin(true, axis=1)]
-        complete = (k == targets.shape[0]) | (near_k[:, -1] > near_k[:, 0] + slack)
-        open_ = open_[~complete]
+    tied = np.flatnonzero(near[:, 1] - near[:, 0] <= slack)
+    if tied.size:
+        exact = cKDTree(targets * scale, leafsize=32, balanced_tree=False, compact_nodes=False)
+        nearest[tied] = exact.query(query[tied], k=1)[1]
     return nearest
 
 

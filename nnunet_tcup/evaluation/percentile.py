@@ -27,6 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from nnunet_tcup.evaluation import nearest
 from nnunet_tcup.evaluation.nearest import nearest_distances
 from nnunet_tcup.evaluation.validation import check_spacing
 
@@ -81,9 +82,10 @@ def library_percentile(distances: np.ndarray, areas: np.ndarray, percent: float 
 
 class BlockIndex:
     """The first round's blocks of a fixed set of query surfels, kept to serve many calls on the same queries (a
-    predicted region matched by many lesions): block id per query and block centres (cells)."""
+    predicted region matched by many lesions): block id per query, block centres (cells) and, given the queries'
+    areas, the area per block."""
 
-    def __init__(self, points: np.ndarray, block: int = BLOCKS[0]) -> None:
+    def __init__(self, points: np.ndarray, block: int = BLOCKS[0], areas: np.ndarray | None = None) -> None:
         self.block = block
         keys = points // block
         lowest = keys.min(axis=0) if keys.size else np.zeros(3, np.int64)
@@ -92,6 +94,7 @@ class BlockIndex:
         unique, self.ids = np.unique(flat, return_inverse=True)
         self.ids = self.ids.reshape(-1)
         self.centres = (np.stack(np.unravel_index(unique, extent), axis=1) + lowest) * block + (block - 1) / 2.0
+        self.areas = None if areas is None else np.bincount(self.ids, weights=areas, minlength=unique.size)
 
 
 def nearest_percentile(
@@ -115,8 +118,11 @@ def nearest_percentile(
     n = points.shape[0]
     if n == 0 or targets.shape[0] == 0:
         return float("inf")
-    distances = np.full(n, np.nan) if known is None else np.array(known, dtype=np.float64)
-    unknown = np.flatnonzero(np.isnan(distances))
+    if known is None:
+        distances, unknown = np.full(n, np.nan), np.arange(n)
+    else:
+        distances = np.array(known, dtype=np.float64)
+        unknown = np.flatnonzero(np.isnan(distances))
     if unknown.size > EXACT_MAX:
         found = _bounded_percentile(points, areas, targets, spacing, percent / 100.0, distances, unknown, blocks)
         if found is not None:
@@ -154,27 +160,36 @@ def _bounded_percentile(
     total = float(np.sum(areas))
     tolerance = 4.0 * areas.size * np.finfo(np.float64).eps * total
     low_target, high_target = fraction * total - tolerance, fraction * total + tolerance
-    exact = np.flatnonzero(~np.isnan(distances))
+    exact = np.zeros(0, np.int64) if unknown.size == points.shape[0] else np.flatnonzero(~np.isnan(distances))
     below = 0.0  # area of surfels known to lie below the percentile
     floor = -np.inf  # the highest lower bound of the percentile found so far
-    tree = cKDTree(targets * scale)
+    # centres are measured in a tree of the targets jittered as nearest._tree_nearest does (exact lattice ties slow
+    # scipy's tree down); a jittered distance is within `moved` of the true one
+    jitter = nearest._JITTER
+    moved = float(np.sqrt(3.0)) * jitter
+    tree = cKDTree(targets * scale + np.random.default_rng(0).uniform(-jitter, jitter, targets.shape))
     for round_number, block in enumerate(BLOCKS):
         if unknown.size <= EXACT_MAX:
             break
-        if round_number == 0 and blocks is not None and blocks.block == block:
-            ids = blocks.ids[unknown]
-            centres = blocks.centres
+        everything = unknown.size == points.shape[0]  # no distance known yet: the cached blocks serve as they are
+        cache = blocks if round_number == 0 and blocks is not None and blocks.block == block else None
+        if cache is not None and everything and cache.areas is not None:
+            ids, centres, block_areas = cache.ids, cache.centres, cache.areas
+            used = block_areas > 0
         else:
-            block_index = BlockIndex(points[unknown], block)
-            ids, centres = block_index.ids, block_index.centres
-        used = np.bincount(ids, minlength=centres.shape[0]) > 0
+            if cache is not None:
+                ids, centres = cache.ids[unknown], cache.centres
+            else:
+                block_index = BlockIndex(points[unknown], block)
+                ids, centres = block_index.ids, block_index.centres
+            block_areas = np.bincount(ids, weights=areas[unknown], minlength=centres.shape[0])
+            used = np.bincount(ids, minlength=centres.shape[0]) > 0
         centre_distance = np.full(centres.shape[0], np.nan)
         centre_distance[used], _ = tree.query(centres[used] * scale)
-        radius = float(np.sqrt(np.sum(np.square((block - 1) / 2.0 * scale))))
+        radius = float(np.sqrt(np.sum(np.square((block - 1) / 2.0 * scale)))) + moved
         slack = 1e-9 * (centre_distance + radius + 1.0)
         low, high = centre_distance - radius - slack, centre_distance + radius + slack
-        weight = np.bincount(ids, weights=areas[unknown], minlength=centres.shape[0])
-        low, high, weight = low[used], high[used], weight[used]
+        low, high, weight = low[used], high[used], block_areas[used]
         exact_d, exact_a = distances[exact], areas[exact]
         q_low = _threshold(np.concatenate([low, exact_d]), np.concatenate([weight, exact_a]), below, low_target)
         q_high = _threshold(np.concatenate([high, exact_d]), np.concatenate([weight, exact_a]), below, high_target)
@@ -186,7 +201,8 @@ def _bounded_percentile(
         exact_below = exact_d < floor
         below += float(np.sum(exact_a[exact_below]))
         exact = exact[~exact_below & (exact_d <= q_high)]
-        unknown = unknown[~(block_below | block_above)[ids]]
+        keep = ~(block_below | block_above)[ids]
+        unknown = np.flatnonzero(keep) if everything else unknown[keep]
     distances[unknown] = nearest_distances(points[unknown], targets, spacing)
     exact = np.concatenate([exact, unknown])
     exact_d, exact_a = distances[exact], areas[exact]

@@ -234,7 +234,8 @@ class _Side:
     """One direction of a :class:`SurfacePair`: the ``queries``' surfels to their nearest among the ``targets``'.
 
     ``distances`` / ``nearest``: each query surfel's distance to, and row of, its nearest target surfel over all
-    components (``None`` above ``FULL_TABLE_MAX`` query surfels); ``blocks``: block indices of large query sets."""
+    components (``None`` above ``FULL_TABLE_MAX`` query surfels). Large query sets (a region matched by many
+    lesions) are kept with their block indices (:class:`~.percentile.BlockIndex`) for the next call."""
 
     def __init__(self, queries: ComponentSurfels, targets: ComponentSurfels, spacing: tuple[float, float, float]):
         self.queries, self.targets, self.spacing = queries, targets, spacing
@@ -243,15 +244,29 @@ class _Side:
         if queries.points.shape[0] <= FULL_TABLE_MAX:
             self.distances, self.nearest = nearest_surfels(queries.points, targets.points, spacing)
         self.target_owners = targets.owners()
-        self.blocks: dict[tuple[int, ...] | None, BlockIndex] = {}
+        self._large: dict[tuple[int, ...] | None, tuple[np.ndarray, np.ndarray, np.ndarray, BlockIndex]] = {}
+
+    def _queries(
+        self, query_ids: Sequence[int] | np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, BlockIndex | None]:
+        """Rows, points and areas of the surfels of components ``query_ids`` (``None``: all), and their block
+        index when they are many."""
+        key = None if query_ids is None else tuple(int(i) for i in query_ids)
+        if key in self._large:
+            return self._large[key]
+        rows = np.arange(self.queries.points.shape[0]) if query_ids is None else self.queries.indices(query_ids)
+        points, areas = self.queries.points[rows], self.queries.areas[rows]
+        if rows.size <= percentile.EXACT_MAX:
+            return rows, points, areas, None
+        self._large[key] = (rows, points, areas, BlockIndex(points, areas=areas))
+        return self._large[key]
 
     def directed_hd95(
         self, query_ids: Sequence[int] | np.ndarray | None, target_ids: Sequence[int] | np.ndarray | None
-    ):
+    ) -> float:
         """95th area percentile (mm) of the distances from the surfels of components ``query_ids`` to those of
         components ``target_ids`` (``None``: all); ``inf`` when either side has none."""
-        rows = np.arange(self.queries.points.shape[0]) if query_ids is None else self.queries.indices(query_ids)
-        points, areas = self.queries.points[rows], self.queries.areas[rows]
+        rows, points, areas, blocks = self._queries(query_ids)
         targets = self.targets.select(target_ids)[0]
         known = None
         if self.distances is not None and self.nearest is not None:
@@ -260,12 +275,6 @@ class _Side:
                 selected = np.zeros(self.targets.starts.size, dtype=bool)
                 selected[np.asarray(target_ids, dtype=np.int64)] = True
                 known[~selected[self.target_owners[self.nearest[rows]]]] = np.nan
-        blocks = None
-        if rows.size > percentile.EXACT_MAX:
-            key = None if query_ids is None else tuple(int(i) for i in query_ids)
-            if key not in self.blocks:
-                self.blocks[key] = BlockIndex(points)
-            blocks = self.blocks[key]
         return nearest_percentile(points, areas, targets, self.spacing, 95.0, known, blocks)
 
 
