@@ -23,7 +23,7 @@ import numpy as np
 
 from nnunet_tcup.evaluation.validation import check_spacing
 
-__all__ = ["METHOD", "nearest_distances", "nearest_surfels"]
+__all__ = ["METHOD", "jitter_error", "jittered_tree", "nearest_distances", "nearest_surfels"]
 
 #: ``None``: cheaper method by estimate; ``"tree"`` or ``"transform"``: always that one (tests use both).
 METHOD: str | None = None
@@ -34,8 +34,7 @@ _TREE_BUILD = 3e-8
 _TREE_QUERY = 4e-8
 _TRANSFORM_VOXEL = 4e-8
 _TRANSFORM_QUERY = 3e-8
-#: Largest move (mm, per axis) of a target before the k-d tree is built. Two jittered distances that differ by more
-#: than twice the largest move of a point (sqrt(3) * _JITTER) plus rounding prove which target is truly nearer.
+#: Largest move (mm, per axis) of a target before the k-d tree is built (:func:`jittered_tree`).
 _JITTER = 1e-6
 #: The local search is tried when there are this many times more targets than queries.
 _LOCAL_RATIO = 8
@@ -100,13 +99,10 @@ def _global_nearest(points: np.ndarray, targets: np.ndarray, scale: np.ndarray) 
 
 
 def _tree_nearest(points: np.ndarray, targets: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """k-d tree over the targets, each moved by at most ``_JITTER`` mm per axis (a fixed pseudo-random jitter):
-    scipy's tree degrades on the exact ties of lattice points (about 100 us per query against a volume's outer
-    shell, 2 us jittered). A query's two nearest jittered targets prove its true nearest when their jittered
-    distances differ by more than twice the largest move; the other queries ask a tree of the exact positions. A query at a target's own position is answered by key lookup
-    (distance 0). Distances are computed from the integer offsets (:func:`offset_distances`)."""
-    from scipy.spatial import cKDTree
-
+    """k-d tree over the jittered targets (:func:`jittered_tree`); a query's two nearest jittered targets prove its
+    true nearest when their jittered distances differ by more than twice :func:`jitter_error`, the other queries
+    ask a tree of the exact positions. A query at a target's own position is answered by key lookup (distance 0).
+    Distances are computed from the integer offsets (:func:`offset_distances`)."""
     distances = np.zeros(points.shape[0])
     lowest = np.minimum(points.min(axis=0), targets.min(axis=0))
     extent = tuple(np.maximum(points.max(axis=0), targets.max(axis=0)) - lowest + 1)
@@ -117,21 +113,34 @@ def _tree_nearest(points: np.ndarray, targets: np.ndarray, scale: np.ndarray) ->
     index = order[found]
     rest = np.flatnonzero(target_keys[index] != point_keys)
     if rest.size:
-        moved = targets * scale + np.random.default_rng(0).uniform(-_JITTER, _JITTER, targets.shape)
-        tree = cKDTree(moved, leafsize=32, balanced_tree=False, compact_nodes=False)
-        index[rest] = _proven_nearest(tree, points[rest], targets, scale)
+        index[rest] = _proven_nearest(jittered_tree(targets, scale), points[rest], targets, scale)
         distances[rest] = offset_distances(targets[index[rest]] - points[rest], scale)
     return distances, index
 
 
+def jitter_error() -> float:
+    """Largest difference (mm) between a distance to a jittered target and to the target itself."""
+    return float(np.sqrt(3.0)) * _JITTER
+
+
+def jittered_tree(targets: np.ndarray, scale: np.ndarray):
+    """``cKDTree`` over the targets in mm, each moved by at most ``_JITTER`` mm per axis (a fixed pseudo-random
+    jitter): scipy's tree degrades on the exact ties of lattice points (about 100 us per query against a volume's
+    outer shell, 2 us jittered). Distances to it are within :func:`jitter_error` of the true ones."""
+    from scipy.spatial import cKDTree
+
+    moved = targets * scale + np.random.default_rng(0).uniform(-_JITTER, _JITTER, targets.shape)
+    return cKDTree(moved, leafsize=32, balanced_tree=False, compact_nodes=False)
+
+
 def _proven_nearest(tree, points: np.ndarray, targets: np.ndarray, scale: np.ndarray) -> np.ndarray:
-    """Row of a truly nearest target of each query, from the tree over the jittered targets (see
-    :func:`_tree_nearest`): a jittered distance is within ``sqrt(3) * _JITTER`` of the true one, so the jittered
-    nearest is truly nearest when the second one is more than twice that further. The other queries (near-ties,
+    """Row of a truly nearest target of each query, from :func:`jittered_tree`: a jittered distance is within
+    :func:`jitter_error` of the true one, so the jittered nearest is truly nearest when the second one is more than
+    twice that further. The other queries (near-ties,
     mostly exact ties of lattice distances) are answered by a tree over the exact target positions."""
     from scipy.spatial import cKDTree
 
-    slack = 2.0 * np.sqrt(3.0) * _JITTER + 1e-7
+    slack = 2.0 * jitter_error() + 1e-7
     query = points * scale
     if targets.shape[0] == 1:
         return np.zeros(points.shape[0], np.int64)

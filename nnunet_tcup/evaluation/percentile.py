@@ -27,8 +27,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from nnunet_tcup.evaluation import nearest
-from nnunet_tcup.evaluation.nearest import nearest_distances
+from nnunet_tcup.evaluation.nearest import jitter_error, jittered_tree, nearest_distances
 from nnunet_tcup.evaluation.validation import check_spacing
 
 __all__ = ["BLOCKS", "EXACT_MAX", "FALLBACKS", "BlockIndex", "library_percentile", "nearest_percentile",
@@ -91,8 +90,8 @@ class BlockIndex:
         lowest = keys.min(axis=0) if keys.size else np.zeros(3, np.int64)
         extent = tuple(int(e) for e in (keys.max(axis=0) - lowest + 1)) if keys.size else (1, 1, 1)
         flat = np.ravel_multi_index((keys - lowest).T, extent)
-        unique, self.ids = np.unique(flat, return_inverse=True)
-        self.ids = self.ids.reshape(-1)
+        unique, inverse = np.unique(flat, return_inverse=True)
+        self.ids = inverse.reshape(-1)
         self.centres = (np.stack(np.unravel_index(unique, extent), axis=1) + lowest) * block + (block - 1) / 2.0
         self.areas = None if areas is None else np.bincount(self.ids, weights=areas, minlength=unique.size)
 
@@ -154,8 +153,6 @@ def _bounded_percentile(
     blocks: BlockIndex | None,
 ) -> float | None:
     """The block rounds and the final reading (module docstring); ``None`` when rounding could change the answer."""
-    from scipy.spatial import cKDTree
-
     scale = np.asarray(spacing, dtype=np.float64)
     total = float(np.sum(areas))
     tolerance = 4.0 * areas.size * np.finfo(np.float64).eps * total
@@ -163,11 +160,7 @@ def _bounded_percentile(
     exact = np.zeros(0, np.int64) if unknown.size == points.shape[0] else np.flatnonzero(~np.isnan(distances))
     below = 0.0  # area of surfels known to lie below the percentile
     floor = -np.inf  # the highest lower bound of the percentile found so far
-    # centres are measured in a tree of the targets jittered as nearest._tree_nearest does (exact lattice ties slow
-    # scipy's tree down); a jittered distance is within `moved` of the true one
-    jitter = nearest._JITTER
-    moved = float(np.sqrt(3.0)) * jitter
-    tree = cKDTree(targets * scale + np.random.default_rng(0).uniform(-jitter, jitter, targets.shape))
+    tree = jittered_tree(targets, scale)  # centre distances within jitter_error() of the true ones
     for round_number, block in enumerate(BLOCKS):
         if unknown.size <= EXACT_MAX:
             break
@@ -186,7 +179,7 @@ def _bounded_percentile(
             used = np.bincount(ids, minlength=centres.shape[0]) > 0
         centre_distance = np.full(centres.shape[0], np.nan)
         centre_distance[used], _ = tree.query(centres[used] * scale)
-        radius = float(np.sqrt(np.sum(np.square((block - 1) / 2.0 * scale)))) + moved
+        radius = float(np.sqrt(np.sum(np.square((block - 1) / 2.0 * scale)))) + jitter_error()
         slack = 1e-9 * (centre_distance + radius + 1.0)
         low, high = centre_distance - radius - slack, centre_distance + radius + slack
         low, high, weight = low[used], high[used], block_areas[used]

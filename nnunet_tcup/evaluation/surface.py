@@ -296,9 +296,9 @@ class SurfacePair:
 
     def hd95_between(self, gt_ids: Sequence[int] | np.ndarray, pred_ids: Sequence[int] | np.ndarray) -> float:
         """HD95 (mm) between the union of GT components ``gt_ids`` and of predicted components ``pred_ids``."""
-        if self.gt.indices(gt_ids).size == 0 or self.pred.indices(pred_ids).size == 0:
-            return float("inf")
-        return max(self._gt_side.directed_hd95(gt_ids, pred_ids), self._pred_side.directed_hd95(pred_ids, gt_ids))
+        return max(  # inf when either union has no surfel (that side's percentile, or the other's targets)
+            self._gt_side.directed_hd95(gt_ids, pred_ids), self._pred_side.directed_hd95(pred_ids, gt_ids)
+        )
 
 
 def _mask_surfels(mask: np.ndarray, spacing: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:

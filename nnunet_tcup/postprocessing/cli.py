@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from nnunet_tcup.cli_options import add_nnunet_model_arguments
 from nnunet_tcup.parallel import positive_int
 
 __all__ = ["register", "run_apply", "run_preset", "run_tune"]
@@ -54,17 +55,7 @@ def register(subparsers) -> None:
     tune.add_argument("--pred", help="folder of predictions NAME.nii.gz (labels 0-3) to tune on")
     tune.add_argument("--gt", help="folder of ground truths NAME.nii.gz for --pred")
     tune.add_argument("-o", "--output", help="with --pred: folder for postprocessing.pkl/.json (default: --pred)")
-    tune.add_argument("-d", "--dataset", help="nnU-Net dataset name or id (instead of --pred/--gt)")
-    tune.add_argument(
-        "-tr",
-        "--trainer",
-        default="nnUNetTrainerTCuPGAN",
-        help="with -d: trainer class name (default: nnUNetTrainerTCuPGAN)",
-    )
-    tune.add_argument("-p", "--plans", default="nnUNetPlans", help="with -d: plans identifier (default: nnUNetPlans)")
-    tune.add_argument(
-        "-c", "--configuration", default="3d_fullres", help="with -d: configuration (default: 3d_fullres)"
-    )
+    add_nnunet_model_arguments(tune, "nnU-Net dataset name or id (instead of --pred/--gt)")
     tune.add_argument(
         "-f",
         "--folds",

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 
 from nnunet_tcup.challenges import MODALITIES
+from nnunet_tcup.cli_options import add_nnunet_model_arguments
 from nnunet_tcup.parallel import non_negative_int, positive_int
 
 __all__ = ["register", "run_predict"]
@@ -64,14 +65,7 @@ def register(subparsers) -> None:
         metavar="MODEL_FOLDER",
         help="trained model folder $nnUNet_results/DatasetXXX_NAME/TRAINER__PLANS__CONFIGURATION",
     )
-    model.add_argument("-d", "--dataset", metavar="DATASET", help="dataset name or id under $nnUNet_results")
-    model.add_argument(
-        "-tr", "--trainer", default="nnUNetTrainerTCuPGAN", help="with -d: trainer (default nnUNetTrainerTCuPGAN)"
-    )
-    model.add_argument(
-        "-c", "--configuration", default="3d_fullres", help="with -d: configuration (default 3d_fullres)"
-    )
-    model.add_argument("-p", "--plans", default="nnUNetPlans", help="with -d: plans identifier (default nnUNetPlans)")
+    add_nnunet_model_arguments(model, "dataset name or id under $nnUNet_results")
     model.add_argument(
         "-f",
         "--folds",
