@@ -21,11 +21,12 @@ it (growth of the resident set caused by the evaluation, C/C++ buffers included)
 ``--worst [CASE ...]`` runs the worst-input set instead (``WORST_CASES``; all of them when no CASE is named): a
 predicted region covering most of the brain, ~1,000 and ~4,000 specks, an empty prediction, an empty ground truth,
 the whole volume predicted, the large region plus ~1,100 specks (opt-in: ``noise``, labels drawn voxel by voxel).
-One table row per case: our and the reference's CPU seconds, their ratio, identical yes/no (every metric, lesion and
+One table row per case: our CPU seconds (median of ``--repeats`` runs in one process, every run listed) and the
+reference's (one run), their ratio, identical yes/no (every metric, lesion and
 id equal), peak RSS growth of each and our tracemalloc peak. ``--skip-reference`` times ours only (no ratio).
 
 Usage: ``python benchmarks/bench_evaluation.py [--cases 3] [--many 1] [--components 1100] [--scaling] [--challenge GLI]
-[--seed 0] [--worst [CASE ...]] [--skip-reference]``
+[--seed 0] [--worst [CASE ...]] [--skip-reference] [--repeats 3]``
 """
 
 from __future__ import annotations
@@ -209,9 +210,10 @@ def _evaluate(kind: str, gt: np.ndarray, pred: np.ndarray, challenge: str) -> di
     }
 
 
-def _run(kind: str, path: str, challenge: str, queue: multiprocessing.Queue) -> None:
-    """Child process: load the case, warm up, run once timed (wall and CPU) and measure the RSS growth; for the
-    fast implementation also run once under tracemalloc."""
+def _run(kind: str, path: str, challenge: str, queue: multiprocessing.Queue, repeats: int = 1) -> None:
+    """Child process: load the case, warm up, run ``repeats`` times timed (wall and CPU; the figures are the median
+    run's, ``cpu_runs`` lists every run's CPU seconds) and measure the RSS growth over them; for the fast
+    implementation also run once under tracemalloc."""
     import resource
     import tracemalloc
 
@@ -222,9 +224,12 @@ def _run(kind: str, path: str, challenge: str, queue: multiprocessing.Queue) -> 
     tiny[2:5, 2:5, 2:5] = 3
     _evaluate(kind, tiny, tiny, challenge)  # imports and lazy tables outside the measured part
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    start, cpu_start = time.perf_counter(), time.process_time()
-    result = _evaluate(kind, gt, pred, challenge)
-    seconds, cpu_seconds = time.perf_counter() - start, time.process_time() - cpu_start
+    runs = []
+    for _ in range(repeats):
+        start, cpu_start = time.perf_counter(), time.process_time()
+        result = _evaluate(kind, gt, pred, challenge)
+        runs.append((time.process_time() - cpu_start, time.perf_counter() - start))
+    cpu_seconds, seconds = sorted(runs)[(len(runs) - 1) // 2]
     rss_after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     traced = float("nan")
     if kind == "fast":
@@ -236,6 +241,7 @@ def _run(kind: str, path: str, challenge: str, queue: multiprocessing.Queue) -> 
         {
             "seconds": seconds,
             "cpu_seconds": cpu_seconds,
+            "cpu_runs": [cpu for cpu, _ in runs],
             "result": result,
             "traced_mib": traced,
             "rss_growth_mib": (rss_after - rss_before) / 1024,
@@ -244,10 +250,10 @@ def _run(kind: str, path: str, challenge: str, queue: multiprocessing.Queue) -> 
     )
 
 
-def run_child(kind: str, path: str, challenge: str) -> dict:
+def run_child(kind: str, path: str, challenge: str, repeats: int = 1) -> dict:
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
-    proc = ctx.Process(target=_run, args=(kind, path, challenge, queue))
+    proc = ctx.Process(target=_run, args=(kind, path, challenge, queue, repeats))
     proc.start()
     out = queue.get()
     proc.join()
@@ -314,12 +320,15 @@ def scaling(gt: np.ndarray, pred: np.ndarray, challenge: str, components: int, s
         )
 
 
-def worst_inputs(names: list[str], challenge: str, seed: int, tmp: str, skip_reference: bool) -> bool:
-    """Worst-input set: each case timed for ours and the reference in fresh child processes, one table row each
-    (printed as it finishes). Returns whether every compared case was identical."""
+def worst_inputs(names: list[str], challenge: str, seed: int, tmp: str, skip_reference: bool, repeats: int = 3) -> bool:
+    """Worst-input set: each case timed for ours (median of ``repeats`` runs in one process) and the reference (one
+    run) in fresh child processes, one table row each (printed as it finishes). Returns whether every compared case
+    was identical."""
     print(
         f"worst-input set ({challenge}, full size {SHAPE}, case seed {seed}); CPU = process CPU seconds of the "
-        "evaluation; memory = peak RSS growth (ru_maxrss after - before, MiB) and, for ours, tracemalloc peak (MiB)"
+        f"evaluation (ours: median of {repeats} runs after a warm-up, all runs in brackets; the first run also "
+        "pays the one-time imports of its code paths); memory = peak RSS growth (ru_maxrss after - before, MiB) "
+        "and, for ours, tracemalloc peak (MiB)"
     )
     header = f"{'case':13s} {'ours CPU':>9s} {'ref CPU':>9s} {'ratio':>7s} {'identical':>9s} {'ours RSS':>9s} "
     print(header + f"{'ours tracemalloc':>16s} {'ref RSS':>8s}  predicted components WT/TC/ET")
@@ -328,7 +337,7 @@ def worst_inputs(names: list[str], challenge: str, seed: int, tmp: str, skip_ref
         gt, pred = make_worst(name, seed)
         path = os.path.join(tmp, f"worst_{name}.npz")
         np.savez(path, gt=gt, pred=pred)
-        fast = run_child("fast", path, challenge)
+        fast = run_child("fast", path, challenge, repeats)
         ref_cpu, ratio, identical, ref_rss = "-", "-", "-", "-"
         if not skip_reference:
             ref = run_child("reference", path, challenge)
@@ -342,7 +351,8 @@ def worst_inputs(names: list[str], challenge: str, seed: int, tmp: str, skip_ref
         counts = "/".join(str(_count_components(np.isin(pred, labels))) for labels in ((1, 2, 3), (1, 3), (3,)))
         print(
             f"{name:13s} {fast['cpu_seconds']:9.2f} {ref_cpu:>9s} {ratio:>7s} {identical:>9s} "
-            f"{fast['rss_growth_mib']:9.0f} {fast['traced_mib']:16.0f} {ref_rss:>8s}  {counts}",
+            f"{fast['rss_growth_mib']:9.0f} {fast['traced_mib']:16.0f} {ref_rss:>8s}  {counts}  "
+            f"(ours: {', '.join(f'{cpu:.2f}' for cpu in fast['cpu_runs'])})",
             flush=True,
         )
     return all_identical
@@ -364,14 +374,21 @@ def main() -> int:
         f"{', '.join(EXTRA_CASES)})",
     )  # fmt: skip
     parser.add_argument("--skip-reference", action="store_true", help="worst-input set: time ours only")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="worst-input set: timed runs of ours per case, median shown (default 3)"
+    )
     args = parser.parse_args()
+    if args.repeats < 1:
+        parser.error("--repeats: expected a positive integer")
     sys.path.insert(0, str(REPO))
     from nnunet_tcup.challenges import check_challenge
 
     challenge = check_challenge(args.challenge)
     if args.worst is not None:
         with tempfile.TemporaryDirectory() as tmp:
-            same = worst_inputs(args.worst or list(WORST_CASES), challenge, args.seed, tmp, args.skip_reference)
+            same = worst_inputs(
+                args.worst or list(WORST_CASES), challenge, args.seed, tmp, args.skip_reference, args.repeats
+            )
         return 0 if same else 1
     totals: dict[str, dict[str, list]] = {}
     worst_all = 0.0

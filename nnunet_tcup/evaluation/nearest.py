@@ -17,6 +17,7 @@ Positions are ``(n, 3)`` integer arrays in the axis order of ``spacing`` (mm).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import numpy as np
@@ -101,8 +102,9 @@ def _global_nearest(points: np.ndarray, targets: np.ndarray, scale: np.ndarray) 
 def _tree_nearest(points: np.ndarray, targets: np.ndarray, scale: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """k-d tree over the jittered targets (:func:`jittered_tree`); a query's two nearest jittered targets prove its
     true nearest when their jittered distances differ by more than twice :func:`jitter_error`, the other queries
-    ask a tree of the exact positions. A query at a target's own position is answered by key lookup (distance 0).
-    Distances are computed from the integer offsets (:func:`offset_distances`)."""
+    are decided among the targets in a ball of that slack (:func:`_proven_nearest`). A query at a target's own
+    position is answered by key lookup (distance 0). Distances are computed from the integer offsets
+    (:func:`offset_distances`)."""
     distances = np.zeros(points.shape[0])
     lowest = np.minimum(points.min(axis=0), targets.min(axis=0))
     extent = tuple(np.maximum(points.max(axis=0), targets.max(axis=0)) - lowest + 1)
@@ -136,10 +138,11 @@ def jittered_tree(targets: np.ndarray, scale: np.ndarray):
 def _proven_nearest(tree, points: np.ndarray, targets: np.ndarray, scale: np.ndarray) -> np.ndarray:
     """Row of a truly nearest target of each query, from :func:`jittered_tree`: a jittered distance is within
     :func:`jitter_error` of the true one, so the jittered nearest is truly nearest when the second one is more than
-    twice that further. The other queries (near-ties,
-    mostly exact ties of lattice distances) are answered by a tree over the exact target positions."""
-    from scipy.spatial import cKDTree
-
+    twice that further. For the other queries (near-ties, mostly exact ties of lattice distances) every true nearest
+    target lies within that slack of the jittered nearest distance: the jittered tree lists the targets in that ball
+    (a handful) and the exact distances (:func:`offset_distances`) decide. (A tree over the exact lattice positions
+    would answer them too, but its queries degrade on exact ties: 0.13-0.18 s for 447 tied queries against a
+    261k-surfel box shell, against 7 ms for the balls.)"""
     slack = 2.0 * jitter_error() + 1e-7
     query = points * scale
     if targets.shape[0] == 1:
@@ -148,8 +151,14 @@ def _proven_nearest(tree, points: np.ndarray, targets: np.ndarray, scale: np.nda
     nearest = rows[:, 0].copy()
     tied = np.flatnonzero(near[:, 1] - near[:, 0] <= slack)
     if tied.size:
-        exact = cKDTree(targets * scale, leafsize=32, balanced_tree=False, compact_nodes=False)
-        nearest[tied] = exact.query(query[tied], k=1)[1]
+        balls = tree.query_ball_point(query[tied], r=near[tied, 0] + slack)
+        counts = np.fromiter((len(ball) for ball in balls), np.int64, tied.size)
+        candidates = np.fromiter(itertools.chain.from_iterable(balls), np.int64, int(counts.sum()))
+        owner = np.repeat(np.arange(tied.size), counts)
+        exact = offset_distances(targets[candidates] - points[tied][owner], scale)
+        order = np.lexsort((exact, owner))  # by query, nearest first
+        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+        nearest[tied] = candidates[order[first]]
     return nearest
 
 
